@@ -1,0 +1,262 @@
+//! Who is on the other end of a connection.
+//!
+//! Authentication runs after the WebSocket upgrade, as in Rails: the [`Authenticator`]
+//! sees the upgrade request's headers and query string ([`HandshakeRequest`]) and
+//! either accepts an [`Identity`] or rejects. A rejection is an outcome, not an error:
+//! it goes on the wire as Rails' `reject_unauthorized_connection` does. An `Err` means
+//! ferrocable itself is broken (a profile database is down, say).
+//!
+//! [`Pipeline`] is the usual authenticator: an ordered list of [`Identify`] steps (the
+//! reference app tries the signed cookie, then the encrypted cookie, then a token);
+//! the first that names a user wins, and the user's profile is then looked up. A user
+//! the profile source does not know is refused, as the Rails app refuses user 999.
+//!
+//! # Invariants
+//! - No secret, cookie or token value is ever logged or put in a reject reason.
+//! - Depends only on `protocol` (for Rails-compatible JSON of profiles).
+
+pub mod dev;
+pub mod profiles;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hyper::HeaderMap;
+
+pub use profiles::{ProfileError, ProfileSource, UserProfile};
+
+/// What authentication can see of the upgrade request.
+#[derive(Debug, Clone)]
+pub struct HandshakeRequest {
+    /// Every request header.
+    pub headers: HeaderMap,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
+    /// The peer address.
+    pub peer: SocketAddr,
+}
+
+impl HandshakeRequest {
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let q = self.query.as_deref()?;
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+/// Decodes `%XX` escapes and `+` as a space (form encoding, as Rack decodes queries).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The Rails user id.
+    pub user_id: i64,
+    /// The user's profile, as presence payloads show it.
+    pub profile: Arc<UserProfile>,
+    /// Which step identified the user (for logs).
+    pub via: &'static str,
+}
+
+/// Why a connection was refused. Never carries a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No step found credentials.
+    NoCredentials,
+    /// Credentials were present but not valid; the text says why (no values).
+    Invalid(String),
+    /// The credentials named a user the profile source does not know.
+    UnknownUser(i64),
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::NoCredentials => f.write_str("no credentials"),
+            RejectReason::Invalid(why) => write!(f, "invalid credentials: {why}"),
+            RejectReason::UnknownUser(id) => write!(f, "unknown user {id}"),
+        }
+    }
+}
+
+/// The result of authentication.
+#[derive(Debug, Clone)]
+pub enum AuthOutcome {
+    /// The connection belongs to this user.
+    Accepted(Identity),
+    /// The connection is refused.
+    Rejected(RejectReason),
+}
+
+/// Authentication is broken (not: the client is wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The profile source failed.
+    #[error("profile lookup failed")]
+    Profile(#[from] ProfileError),
+}
+
+/// Decides who a connection belongs to.
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// Authenticates one upgrade request.
+    ///
+    /// # Errors
+    /// Only when authentication itself is broken; a refusal is `Ok(Rejected)`.
+    async fn authenticate(&self, req: &HandshakeRequest) -> Result<AuthOutcome, AuthError>;
+}
+
+/// What one identification step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A user id.
+    User(i64),
+    /// This step's credentials are absent.
+    Nothing,
+    /// This step's credentials are present but invalid (no values in the text).
+    Invalid(String),
+}
+
+/// One way of finding the user id in a request (a cookie, a token, …).
+pub trait Identify: Send + Sync + 'static {
+    /// A short name for logs, e.g. `signed_cookie`.
+    fn name(&self) -> &'static str;
+    /// Looks for credentials in `req`.
+    fn identify(&self, req: &HandshakeRequest) -> Found;
+}
+
+/// Identification steps tried in order, then a profile lookup.
+pub struct Pipeline {
+    steps: Vec<Box<dyn Identify>>,
+    profiles: Arc<dyn ProfileSource>,
+}
+
+impl Pipeline {
+    /// A pipeline trying `steps` in order and looking users up in `profiles`.
+    pub fn new(steps: Vec<Box<dyn Identify>>, profiles: Arc<dyn ProfileSource>) -> Self {
+        Pipeline { steps, profiles }
+    }
+}
+
+#[async_trait]
+impl Authenticator for Pipeline {
+    async fn authenticate(&self, req: &HandshakeRequest) -> Result<AuthOutcome, AuthError> {
+        let mut reason = RejectReason::NoCredentials;
+        for step in &self.steps {
+            match step.identify(req) {
+                Found::User(id) => {
+                    return Ok(match self.profiles.lookup(id).await? {
+                        Some(profile) => AuthOutcome::Accepted(Identity {
+                            user_id: id,
+                            profile,
+                            via: step.name(),
+                        }),
+                        None => AuthOutcome::Rejected(RejectReason::UnknownUser(id)),
+                    });
+                }
+                Found::Nothing => {}
+                // Like the Rails app, an invalid cookie falls through to the next step.
+                Found::Invalid(why) => {
+                    reason = RejectReason::Invalid(format!("{}: {why}", step.name()))
+                }
+            }
+        }
+        Ok(AuthOutcome::Rejected(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(query: &str) -> HandshakeRequest {
+        HandshakeRequest {
+            headers: HeaderMap::new(),
+            query: Some(query.to_owned()),
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        }
+    }
+
+    #[test]
+    fn query_params_are_form_decoded() {
+        let r = req("a=1&user%5Fid=4%202&b=x+y&bad=%zz&end=%4");
+        assert_eq!(r.query_param("user_id").as_deref(), Some("4 2"));
+        assert_eq!(r.query_param("b").as_deref(), Some("x y"));
+        assert_eq!(r.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(r.query_param("end").as_deref(), Some("%4"));
+        assert_eq!(r.query_param("nope"), None);
+    }
+
+    struct Fixed(Found);
+    impl Identify for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn identify(&self, _: &HandshakeRequest) -> Found {
+            self.0.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn first_step_naming_a_known_user_wins() {
+        let profiles: Arc<dyn ProfileSource> =
+            Arc::new(profiles::UsersFile::from_profiles(vec![UserProfile::new(
+                1,
+                Some("Alice".into()),
+                None,
+            )]));
+        let p = Pipeline::new(
+            vec![
+                Box::new(Fixed(Found::Invalid("bad signature".into()))),
+                Box::new(Fixed(Found::User(1))),
+            ],
+            profiles.clone(),
+        );
+        let AuthOutcome::Accepted(id) = p.authenticate(&req("")).await.expect("no backend") else {
+            panic!("should accept")
+        };
+        assert_eq!(id.user_id, 1);
+
+        let p = Pipeline::new(vec![Box::new(Fixed(Found::User(999)))], profiles.clone());
+        assert!(matches!(
+            p.authenticate(&req("")).await,
+            Ok(AuthOutcome::Rejected(RejectReason::UnknownUser(999)))
+        ));
+        let p = Pipeline::new(
+            vec![Box::new(Fixed(Found::Invalid("expired".into())))],
+            profiles,
+        );
+        assert!(matches!(
+            p.authenticate(&req("")).await,
+            Ok(AuthOutcome::Rejected(RejectReason::Invalid(_)))
+        ));
+    }
+}

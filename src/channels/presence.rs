@@ -1,0 +1,202 @@
+//! `PresenceChannel`, natively: the seed's semantics and payloads, without its flaws.
+//!
+//! As in the seed, subscribing streams from `presence_room_<room_id>` and broadcasts
+//! `{"action":"user_joined","user":{…},"member_ids":[…],"member_count":n}` there; the
+//! `heartbeat` action refreshes the 30 s presence mark; unsubscribing broadcasts
+//! `user_left`. Unlike the seed:
+//! - membership counts subscriptions, so a user in two tabs leaves with the last tab
+//!   (one `user_left`, not one per tab while still present);
+//! - the joiner always gets its own `user_joined`, after its confirm;
+//! - unless `strict` is set, a new subscriber first gets, on its own subscription only,
+//!   one `user_joined` per member already present, so the seed's unchanged Stimulus
+//!   controller shows the whole roster.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::{ChannelError, Ctx, Performed, Subscription};
+use crate::auth::{ProfileSource, UserProfile};
+use crate::broker::SharedBroker;
+use crate::presence::{PresenceStore, UserId};
+use crate::protocol::json;
+use crate::protocol::ChannelParams;
+
+/// The `PresenceChannel` class.
+pub struct PresenceChannel {
+    store: Arc<dyn PresenceStore>,
+    broker: SharedBroker,
+    profiles: Arc<dyn ProfileSource>,
+    strict: bool,
+}
+
+impl PresenceChannel {
+    /// A presence channel on `store`, broadcasting through `broker`, naming members
+    /// with `profiles`. `strict` turns the roster replay off (Rails behaviour).
+    pub fn new(
+        store: Arc<dyn PresenceStore>,
+        broker: SharedBroker,
+        profiles: Arc<dyn ProfileSource>,
+        strict: bool,
+    ) -> Self {
+        PresenceChannel {
+            store,
+            broker,
+            profiles,
+            strict,
+        }
+    }
+}
+
+/// The stream a room broadcasts on.
+pub fn room_stream(room: &str) -> String {
+    format!("presence_room_{room}")
+}
+
+/// Encodes a presence event as the seed's `broadcast_presence_change` does.
+pub fn event_payload(action: &str, user_json: &[u8], member_ids: &[UserId]) -> Bytes {
+    let mut out = Vec::with_capacity(96 + user_json.len() + member_ids.len() * 8);
+    out.extend_from_slice(b"{\"action\":");
+    json::write_str(&mut out, action);
+    out.extend_from_slice(b",\"user\":");
+    out.extend_from_slice(user_json);
+    out.extend_from_slice(b",\"member_ids\":[");
+    let mut buf = itoa::Buffer::new();
+    for (i, id) in member_ids.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(buf.format(*id).as_bytes());
+    }
+    out.extend_from_slice(b"],\"member_count\":");
+    out.extend_from_slice(buf.format(member_ids.len()).as_bytes());
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+#[async_trait]
+impl super::Channel for PresenceChannel {
+    async fn subscribe(
+        &self,
+        _ctx: &Ctx<'_>,
+        params: &ChannelParams,
+    ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
+        // `"#{params[:room_id]}"`: nil interpolates as the empty string.
+        let room = params.param_text("room_id").unwrap_or_default();
+        let stream: Arc<str> = Arc::from(room_stream(&room));
+        Ok(Some(Box::new(PresenceSubscription {
+            room,
+            streams: [stream],
+            store: self.store.clone(),
+            broker: self.broker.clone(),
+            profiles: self.profiles.clone(),
+            strict: self.strict,
+            joined: false,
+        })))
+    }
+}
+
+struct PresenceSubscription {
+    room: String,
+    streams: [Arc<str>; 1],
+    store: Arc<dyn PresenceStore>,
+    broker: SharedBroker,
+    profiles: Arc<dyn ProfileSource>,
+    strict: bool,
+    joined: bool,
+}
+
+impl PresenceSubscription {
+    async fn profile(&self, id: UserId) -> Result<Arc<UserProfile>, ChannelError> {
+        // A member this node's source does not know (joined through another server)
+        // is still shown, with its id only.
+        Ok(match self.profiles.lookup(id).await? {
+            Some(p) => p,
+            None => Arc::new(UserProfile::new(id, None, None)),
+        })
+    }
+}
+
+#[async_trait]
+impl Subscription for PresenceSubscription {
+    fn streams(&self) -> &[Arc<str>] {
+        &self.streams
+    }
+
+    async fn confirmed(&mut self, ctx: &Ctx<'_>) -> Result<(), ChannelError> {
+        let me = ctx.identity.user_id;
+        let join = self.store.join(&self.room, me, ctx.key).await?;
+        self.joined = true;
+        if !self.strict {
+            for &member in join.member_ids.iter().filter(|&&m| m != me) {
+                let profile = self.profile(member).await?;
+                ctx.transmit(&event_payload(
+                    "user_joined",
+                    profile.json(),
+                    &join.member_ids,
+                ));
+            }
+        }
+        let payload = event_payload("user_joined", ctx.identity.profile.json(), &join.member_ids);
+        self.broker.publish(&self.streams[0], payload).await?;
+        Ok(())
+    }
+
+    async fn perform(
+        &mut self,
+        ctx: &Ctx<'_>,
+        action: &str,
+        _data: &Map<String, Value>,
+    ) -> Result<Performed, ChannelError> {
+        match action {
+            "heartbeat" => {
+                self.store
+                    .heartbeat(&self.room, ctx.identity.user_id)
+                    .await?;
+                Ok(Performed::Done)
+            }
+            _ => Ok(Performed::UnknownAction),
+        }
+    }
+
+    async fn unsubscribed(&mut self, ctx: &Ctx<'_>) -> Result<(), ChannelError> {
+        if !self.joined {
+            return Ok(());
+        }
+        self.joined = false;
+        let leave = self
+            .store
+            .leave(&self.room, ctx.identity.user_id, ctx.key)
+            .await?;
+        if leave.last {
+            let payload =
+                event_payload("user_left", ctx.identity.profile.json(), &leave.member_ids);
+            self.broker.publish(&self.streams[0], payload).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_matches_the_seed() {
+        let alice = UserProfile::new(
+            1,
+            Some("Alice".into()),
+            Some("https://example.test/avatars/alice.png".into()),
+        );
+        assert_eq!(
+            &event_payload("user_joined", alice.json(), &[1])[..],
+            br#"{"action":"user_joined","user":{"id":1,"name":"Alice","avatar_url":"https://example.test/avatars/alice.png"},"member_ids":[1],"member_count":1}"#
+        );
+        assert_eq!(
+            &event_payload("user_left", alice.json(), &[])[..],
+            br#"{"action":"user_left","user":{"id":1,"name":"Alice","avatar_url":"https://example.test/avatars/alice.png"},"member_ids":[],"member_count":0}"#
+        );
+    }
+}

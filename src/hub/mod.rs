@@ -1,0 +1,345 @@
+//! The local index from stream names to subscribed connections, and the fan-out.
+//!
+//! # Invariants
+//! - A broadcast is encoded once per distinct identifier on the stream (usually once),
+//!   and every connection gets a reference-counted clone of those bytes.
+//! - Fan-out never waits: each connection has a bounded outbox; when it is full the
+//!   connection is closed as a slow client (its writer sends `slow_client` with
+//!   `reconnect: true`) and the broadcast goes on to everybody else.
+//! - [`Hub::subscribe`] reports the first local subscriber of a stream and
+//!   [`Hub::unsubscribe`] the last, so the broker can reference-count its own
+//!   subscriptions (one Redis SUBSCRIBE per stream per node).
+//! - Streams are sharded by name hash; a shard lock is held only for map work and the
+//!   non-blocking `try_send`s of one broadcast.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{frames, DisconnectReason, Identifier};
+
+/// A connection's process-unique id.
+pub type ConnId = u64;
+
+/// What a connection's writer sends.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A text frame.
+    Text(Bytes),
+    /// A pong answering the client's ping, with its payload.
+    Pong(Bytes),
+    /// A close frame echoing the client's (its raw payload), after which the writer stops.
+    Close(Bytes),
+}
+
+/// How a connection ends, once something decided it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Send the disconnect frame, then close with 1000.
+    Disconnect(DisconnectReason),
+    /// Close with this code and no disconnect frame (protocol errors, Rails-6.1-style
+    /// remote disconnects).
+    Close(u16),
+    /// The peer is gone or closed first: write nothing more.
+    PeerGone,
+}
+
+/// The shared half of a connection that the hub and the channels push frames into.
+#[derive(Debug)]
+pub struct Connection {
+    id: ConnId,
+    outbox: mpsc::Sender<Outgoing>,
+    closing: CancellationToken,
+    how: parking_lot::Mutex<Option<Closing>>,
+}
+
+/// A cheap, cloneable reference to a [`Connection`].
+pub type ConnHandle = Arc<Connection>;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The outbox was full: the connection has been marked evicted.
+    Overflow,
+    /// The connection is gone.
+    Closed,
+}
+
+impl Connection {
+    /// Creates the shared half of a connection and returns it with the outbox receiver
+    /// its writer drains. `capacity` bounds the frames queued for this connection.
+    pub fn new(id: ConnId, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outgoing>) {
+        let (outbox, rx) = mpsc::channel(capacity.max(1));
+        let conn = Connection {
+            id,
+            outbox,
+            closing: CancellationToken::new(),
+            how: parking_lot::Mutex::new(None),
+        };
+        (Arc::new(conn), rx)
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Cancelled once the connection should end; [`Connection::closing_how`] says how.
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    /// How the connection ends, once [`Connection::close`] was called.
+    pub fn closing_how(&self) -> Option<Closing> {
+        *self.how.lock()
+    }
+
+    /// Asks the connection to end. The first call decides how; later calls are no-ops.
+    /// Returns whether this call decided.
+    pub fn close(&self, how: Closing) -> bool {
+        let mut slot = self.how.lock();
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(how);
+        drop(slot);
+        self.closing.cancel();
+        true
+    }
+
+    /// Queues a frame without waiting.
+    ///
+    /// # Errors
+    /// [`SendError::Overflow`] when the outbox is full: the connection is then closed as
+    /// a slow client. [`SendError::Closed`] when the connection is gone.
+    pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
+        match self.outbox.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close(Closing::Disconnect(DisconnectReason::SlowClient)) {
+                    tracing::warn!(conn = self.id, "outbox full, disconnecting slow client");
+                }
+                Err(SendError::Overflow)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        }
+    }
+
+    /// Queues a text frame (see [`Connection::send`]).
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub fn send_text(&self, frame: Bytes) -> Result<(), SendError> {
+        self.send(Outgoing::Text(frame))
+    }
+}
+
+struct Group {
+    identifier: Identifier,
+    members: Vec<ConnHandle>,
+}
+
+#[derive(Default)]
+struct Shard {
+    streams: HashMap<Arc<str>, Vec<Group>>,
+}
+
+/// Outcome of a broadcast on this node.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FanOut {
+    /// Frames queued.
+    pub delivered: usize,
+    /// Connections evicted because their outbox was full.
+    pub overflowed: usize,
+    /// Distinct identifiers, i.e. how many times the frame was encoded.
+    pub encodings: usize,
+}
+
+/// The stream index. Cheap to share behind an `Arc`.
+pub struct Hub {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Hub {
+    /// Creates a hub with `shards` lock shards (rounded up to at least one).
+    pub fn new(shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| RwLock::new(Shard::default()))
+            .collect();
+        Hub {
+            shards,
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, stream: &str) -> &RwLock<Shard> {
+        let mut h = self.hasher.build_hasher();
+        stream.hash(&mut h);
+        // The modulo keeps the index in range.
+        &self.shards[(h.finish() as usize) % self.shards.len()]
+    }
+
+    /// Adds `conn` under `identifier` to `stream`. Returns true when this is the first
+    /// local subscriber of the stream. Subscribing the same (identifier, connection)
+    /// twice is a no-op.
+    pub fn subscribe(&self, stream: &str, identifier: &Identifier, conn: &ConnHandle) -> bool {
+        let mut shard = self.shard(stream).write();
+        let first = !shard.streams.contains_key(stream);
+        let groups = shard.streams.entry(Arc::from(stream)).or_default();
+        match groups.iter_mut().find(|g| &g.identifier == identifier) {
+            Some(g) => {
+                if !g.members.iter().any(|c| c.id == conn.id) {
+                    g.members.push(conn.clone());
+                }
+            }
+            None => groups.push(Group {
+                identifier: identifier.clone(),
+                members: vec![conn.clone()],
+            }),
+        }
+        first
+    }
+
+    /// Removes `conn` under `identifier` from `stream`. Returns true when the stream has
+    /// no local subscriber left.
+    pub fn unsubscribe(&self, stream: &str, identifier: &Identifier, conn: ConnId) -> bool {
+        let mut shard = self.shard(stream).write();
+        let Some(groups) = shard.streams.get_mut(stream) else {
+            return false;
+        };
+        if let Some(gi) = groups.iter().position(|g| &g.identifier == identifier) {
+            let g = &mut groups[gi];
+            if let Some(ci) = g.members.iter().position(|c| c.id == conn) {
+                g.members.swap_remove(ci);
+            }
+            if g.members.is_empty() {
+                groups.swap_remove(gi);
+            }
+        }
+        if groups.is_empty() {
+            shard.streams.remove(stream);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends `payload` (encoded JSON) to every local subscriber of `stream`, as
+    /// `{"identifier":…,"message":payload}` with each subscription's identifier.
+    pub fn broadcast(&self, stream: &str, payload: &[u8]) -> FanOut {
+        let shard = self.shard(stream).read();
+        let mut out = FanOut::default();
+        let Some(groups) = shard.streams.get(stream) else {
+            return out;
+        };
+        for g in groups {
+            let frame = frames::message(&g.identifier, payload);
+            out.encodings += 1;
+            for conn in &g.members {
+                match conn.send_text(frame.clone()) {
+                    Ok(()) => out.delivered += 1,
+                    Err(SendError::Overflow) => out.overflowed += 1,
+                    Err(SendError::Closed) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of streams with at least one local subscriber.
+    pub fn stream_count(&self) -> usize {
+        self.shards.iter().map(|s| s.read().streams.len()).sum()
+    }
+
+    /// Whether `stream` has a local subscriber.
+    pub fn has_stream(&self, stream: &str) -> bool {
+        self.shard(stream).read().streams.contains_key(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(o: Outgoing) -> Bytes {
+        match o {
+            Outgoing::Text(b) => b,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn broadcast_encodes_once_per_identifier_and_shares_bytes() {
+        let hub = Hub::new(4);
+        let a = Identifier::new(r#"{"channel":"C","r":"1"}"#);
+        let b = Identifier::new(r#"{"r":"1","channel":"C"}"#);
+        let (c1, mut r1) = Connection::new(1, 8);
+        let (c2, mut r2) = Connection::new(2, 8);
+        let (c3, mut r3) = Connection::new(3, 8);
+        assert!(hub.subscribe("s", &a, &c1));
+        assert!(!hub.subscribe("s", &a, &c2));
+        assert!(!hub.subscribe("s", &b, &c3));
+        let fan = hub.broadcast("s", b"42");
+        assert_eq!(
+            fan,
+            FanOut {
+                delivered: 3,
+                overflowed: 0,
+                encodings: 2
+            }
+        );
+        let f1 = text(r1.try_recv().expect("c1 got it"));
+        let f2 = text(r2.try_recv().expect("c2 got it"));
+        let f3 = text(r3.try_recv().expect("c3 got it"));
+        assert_eq!(
+            f1.as_ptr(),
+            f2.as_ptr(),
+            "same identifier shares one buffer"
+        );
+        assert_eq!(
+            &f3[..],
+            br#"{"identifier":"{\"r\":\"1\",\"channel\":\"C\"}","message":42}"#
+        );
+    }
+
+    #[test]
+    fn overflow_evicts_only_the_slow_connection() {
+        let hub = Hub::new(1);
+        let id = Identifier::new("{}");
+        let (slow, _slow_rx) = Connection::new(1, 1);
+        let (fast, mut fast_rx) = Connection::new(2, 8);
+        hub.subscribe("s", &id, &slow);
+        hub.subscribe("s", &id, &fast);
+        hub.broadcast("s", b"1");
+        let fan = hub.broadcast("s", b"2");
+        assert_eq!(fan.overflowed, 1);
+        assert!(slow.closing().is_cancelled());
+        assert_eq!(
+            slow.closing_how(),
+            Some(Closing::Disconnect(DisconnectReason::SlowClient))
+        );
+        assert!(!fast.closing().is_cancelled());
+        assert!(fast_rx.try_recv().is_ok() && fast_rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn first_and_last_subscriber_are_reported() {
+        let hub = Hub::new(2);
+        let id = Identifier::new("{}");
+        let (c1, _r1) = Connection::new(1, 1);
+        let (c2, _r2) = Connection::new(2, 1);
+        assert!(hub.subscribe("s", &id, &c1));
+        assert!(!hub.subscribe("s", &id, &c1), "idempotent");
+        assert!(!hub.subscribe("s", &id, &c2));
+        assert!(!hub.unsubscribe("s", &id, 1));
+        assert!(hub.unsubscribe("s", &id, 2));
+        assert!(!hub.has_stream("s"));
+        assert_eq!(hub.broadcast("s", b"1").delivered, 0);
+    }
+}

@@ -1,0 +1,28 @@
+//! ferrocable: a standalone, protocol-exact Action Cable server for Rails apps.
+//!
+//! A tour of the modules, from the wire inwards:
+//! - [`server`] accepts sockets, answers HTTP (`/health`, the upgrade, 404), checks the
+//!   Origin, and runs one reader and one writer task per WebSocket.
+//! - [`protocol`] is the Action Cable wire format: decoding client commands, encoding
+//!   server frames byte for byte as Rails does.
+//! - [`auth`] decides who a connection belongs to (a pipeline of identification steps
+//!   and a profile source).
+//! - [`channels`] gives subscriptions their meaning: `PresenceChannel`, declared stream
+//!   channels, the subscribe/perform/unsubscribe flow.
+//! - [`presence`] stores room membership (per subscription, so tabs and nodes count).
+//! - [`hub`] indexes streams to local connections and fans broadcasts out, encoding
+//!   once per identifier.
+//! - [`broker`] moves broadcasts between nodes (in memory for a single node).
+//! - [`config`] and [`metrics`] are what an operator touches.
+//!
+//! See ARCHITECTURE.md for the invariants each module keeps.
+
+pub mod auth;
+pub mod broker;
+pub mod channels;
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod presence;
+pub mod protocol;
+pub mod server;

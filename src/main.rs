@@ -1,0 +1,75 @@
+//! The `ferrocable` binary: flags, logging, signals.
+
+use anyhow::Context;
+use ferrocable::config::{Config, LogFormat};
+use ferrocable::server::{App, Server};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn first_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let raw = Config::from_args();
+    init_logging(raw.log_format);
+    let cfg = raw.check().context("invalid configuration")?;
+    let app = App::embedded(&cfg).context("cannot start")?;
+    let server = Server::bind(&cfg, app).await.context("cannot start")?;
+    let addr = server
+        .local_addr()
+        .context("cannot read the bound address")?;
+    // The one line on stdout, for scripts and tests that start us on port 0.
+    println!("ferrocable listening on http://{addr}{}", cfg.raw.path);
+    tracing::info!(%addr, path = %cfg.raw.path, mode = "embedded", "listening");
+
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(server.run(shutdown.clone()));
+    let sig = first_signal().await;
+    tracing::info!(
+        signal = sig,
+        grace_secs = cfg.shutdown_timeout.as_secs_f64(),
+        "shutting down"
+    );
+    shutdown.cancel();
+    // A second signal forces the exit.
+    tokio::select! {
+        _ = run => {}
+        sig = first_signal() => {
+            tracing::warn!(signal = sig, "second signal, exiting now");
+        }
+    }
+    Ok(())
+}

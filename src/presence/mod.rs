@@ -1,0 +1,98 @@
+//! Who is in which room: the presence store behind `PresenceChannel`.
+//!
+//! The store tracks *subscriptions*, not users: a user is a member of a room while at
+//! least one of their subscriptions to it is alive (several tabs, several nodes), so
+//! `user_joined` fires on a user's first subscription and `user_left` on their last.
+//!
+//! # Invariants
+//! - `join` and `leave` are atomic: the membership change and the member list they
+//!   return are one consistent snapshot, so racing joins never report inconsistent
+//!   counts.
+//! - Member ids are returned sorted ascending, as Redis returns a small integer set.
+//! - User ids are the Rails app's integer ids (the seed maps members with `to_i`).
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+/// A Rails user id.
+pub type UserId = i64;
+
+/// Names one subscription of one connection on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionKey {
+    /// The connection.
+    pub conn: u64,
+    /// The subscription's sequence number within the connection.
+    pub seq: u32,
+}
+
+/// The result of a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// True when this was the user's first live subscription to the room, i.e. the
+    /// user just became a member.
+    pub first: bool,
+    /// The room's members after the join, ascending.
+    pub member_ids: Vec<UserId>,
+}
+
+/// The result of a leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leave {
+    /// True when this was the user's last live subscription to the room, i.e. the user
+    /// is no longer a member.
+    pub last: bool,
+    /// The room's members after the leave, ascending.
+    pub member_ids: Vec<UserId>,
+}
+
+/// A store failure (the Redis store can fail; the memory store cannot).
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// The backing service failed.
+    #[error("presence backend failed: {0}")]
+    Backend(String),
+}
+
+/// Presence storage, implemented in memory (single node) and on Redis (a fleet).
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Adds subscription `sub` of `user` to `room`.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    async fn join(
+        &self,
+        room: &str,
+        user: UserId,
+        sub: SubscriptionKey,
+    ) -> Result<Join, PresenceError>;
+
+    /// Removes subscription `sub` of `user` from `room`. Removing an unknown
+    /// subscription is not an error: it reports `last: false` unless the user has no
+    /// subscription left but is still listed.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    async fn leave(
+        &self,
+        room: &str,
+        user: UserId,
+        sub: SubscriptionKey,
+    ) -> Result<Leave, PresenceError>;
+
+    /// Records that `user` is active in `room` (the seed's 30 s heartbeat key).
+    ///
+    /// # Errors
+    /// When the backend fails.
+    async fn heartbeat(&self, room: &str, user: UserId) -> Result<(), PresenceError>;
+
+    /// The room's members, ascending.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    async fn members(&self, room: &str) -> Result<Vec<UserId>, PresenceError>;
+}

@@ -1,0 +1,278 @@
+//! The network edge: accepting sockets, HTTP, the WebSocket upgrade and the
+//! per-connection tasks. This is the module that wires everything else together.
+//!
+//! # Stop order
+//! On shutdown (one `CancellationToken`): 1. the listener stops accepting; 2. every
+//! connection sends `{"type":"disconnect","reason":"server_restart","reconnect":true}`,
+//! closes, and runs its unsubscribes (presence leaves); 3. the server waits for the
+//! connection tasks up to the grace period, then returns anyway.
+
+pub mod connection;
+pub mod listener;
+pub mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{self, Authenticator, Pipeline, ProfileSource};
+use crate::broker::{BroadcastHandler, MemoryBroker, SharedBroker};
+use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
+use crate::config::{Checked, OriginPolicy};
+use crate::hub::Hub;
+use crate::metrics::{Metrics, SharedMetrics};
+use crate::presence::{MemoryStore, PresenceStore};
+use crate::protocol::frames;
+
+/// Rails' heartbeat interval (`BEAT_INTERVAL`).
+pub const PING_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The users file is unusable.
+    #[error(transparent)]
+    Profiles(#[from] auth::ProfileError),
+}
+
+/// Hands broker deliveries to the hub.
+struct HubRelay {
+    hub: Arc<Hub>,
+    metrics: SharedMetrics,
+}
+
+impl BroadcastHandler for HubRelay {
+    fn on_broadcast(&self, stream: &str, payload: &[u8]) {
+        let fan = self.hub.broadcast(stream, payload);
+        self.metrics.broadcast(stream, fan.delivered);
+    }
+}
+
+/// Everything a connection needs, shared.
+pub struct State {
+    /// WebSocket endpoint path.
+    pub path: String,
+    /// The Origin check.
+    pub origins: Arc<OriginPolicy>,
+    /// Who the user is.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Channels, hub and broker.
+    pub channels: Arc<Channels>,
+    /// Counters.
+    pub metrics: SharedMetrics,
+    /// The latest ping frame; every writer sends it when it changes.
+    pub ping: watch::Receiver<Bytes>,
+    /// Connection ids.
+    pub next_conn: AtomicU64,
+    /// Connection slots.
+    pub slots: Arc<Semaphore>,
+    /// Frames queued per connection.
+    pub outbox_capacity: usize,
+    /// Largest client message.
+    pub max_message_size: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Whether the development identifier is on (reported by `/health`).
+    pub dev_auth: bool,
+}
+
+/// The wired-up application, before it binds.
+pub struct App {
+    /// Shared state.
+    pub state: Arc<State>,
+    ping_tx: watch::Sender<Bytes>,
+    /// The presence store (exposed for tests and embedding).
+    pub presence: Arc<dyn PresenceStore>,
+    /// The broker (exposed for tests and embedding: publish to reach subscribers).
+    pub broker: SharedBroker,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl App {
+    /// Builds the embedded (single-node, in-memory) application from a checked config.
+    ///
+    /// # Errors
+    /// When the users file cannot be loaded.
+    pub fn embedded(cfg: &Checked) -> Result<App, ServerError> {
+        let metrics: SharedMetrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(64));
+        let broker: SharedBroker = Arc::new(MemoryBroker::new(Arc::new(HubRelay {
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+        })));
+        let presence: Arc<dyn PresenceStore> = Arc::new(MemoryStore::new());
+        let profiles: Arc<dyn ProfileSource> = match &cfg.raw.users_file {
+            Some(path) => {
+                let file = auth::profiles::UsersFile::load(path)?;
+                tracing::info!(path = %path.display(), users = file.len(), "users file loaded");
+                Arc::new(file)
+            }
+            None => Arc::new(auth::profiles::IdOnly),
+        };
+        let mut steps: Vec<Box<dyn auth::Identify>> = Vec::new();
+        if let Some(param) = &cfg.raw.dev_user_param {
+            tracing::warn!(
+                param = %param,
+                "DEVELOPMENT AUTHENTICATION IS ON: any client can claim any user with ?{param}=<id>. Never run this in production."
+            );
+            steps.push(Box::new(auth::dev::QueryParamIdentifier::new(
+                param.clone(),
+            )));
+        } else {
+            tracing::warn!("no identification method is configured: every connection will be rejected as unauthorized");
+        }
+        let authenticator: Arc<dyn Authenticator> =
+            Arc::new(Pipeline::new(steps, profiles.clone()));
+
+        let mut registry = Registry::new();
+        registry.register(
+            "PresenceChannel",
+            Arc::new(PresenceChannel::new(
+                presence.clone(),
+                broker.clone(),
+                profiles,
+                cfg.raw.strict_presence,
+            )),
+        );
+        registry.register("ApplicationCable::Channel", Arc::new(BareChannel));
+        registry.register("ActionCable::Channel::Base", Arc::new(BareChannel));
+        for spec in &cfg.channels.channels {
+            registry.register(
+                spec.name.clone(),
+                Arc::new(StreamChannel::new(spec.clone(), broker.clone())),
+            );
+        }
+        tracing::info!(channels = ?registry.names(), "channels registered");
+
+        let (ping_tx, ping_rx) = watch::channel(frames::ping(now_unix()));
+        let state = Arc::new(State {
+            path: cfg.raw.path.clone(),
+            origins: cfg.origins.clone(),
+            authenticator,
+            channels: Arc::new(Channels {
+                registry,
+                hub,
+                broker: broker.clone(),
+            }),
+            metrics,
+            ping: ping_rx,
+            next_conn: AtomicU64::new(1),
+            slots: Arc::new(Semaphore::new(cfg.raw.max_connections)),
+            outbox_capacity: cfg.raw.outbox_capacity,
+            max_message_size: cfg.raw.max_message_size,
+            max_subscriptions: cfg.raw.max_subscriptions,
+            dev_auth: cfg.raw.dev_user_param.is_some(),
+        });
+        Ok(App {
+            state,
+            ping_tx,
+            presence,
+            broker,
+        })
+    }
+}
+
+/// A bound server.
+pub struct Server {
+    listener: TcpListener,
+    app: App,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Binds the configured address.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(cfg: &Checked, app: App) -> Result<Server, ServerError> {
+        let listener = TcpListener::bind(cfg.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.addr,
+                source,
+            })?;
+        Ok(Server {
+            listener,
+            app,
+            shutdown_timeout: cfg.shutdown_timeout,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// When the OS cannot tell.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains (see the module docs).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Server {
+            listener,
+            app,
+            shutdown_timeout,
+        } = self;
+        let tasks = TaskTracker::new();
+        let pinger = tokio::spawn(ping_loop(app.ping_tx, shutdown.clone()));
+        listener::accept_loop(listener, app.state.clone(), &tasks, shutdown.clone()).await;
+        tasks.close();
+        tracing::info!(
+            open = app
+                .state
+                .metrics
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "draining connections"
+        );
+        if tokio::time::timeout(shutdown_timeout, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tasks.len(),
+                "grace period over, exiting with connections still open"
+            );
+        }
+        pinger.abort();
+        tracing::info!("server stopped");
+    }
+}
+
+/// One process-wide timer, as in Rails: every connection gets the same ping, encoded
+/// once per tick.
+async fn ping_loop(tx: watch::Sender<Bytes>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                // send_replace: no receiver is not an error here.
+                tx.send_replace(frames::ping(now_unix()));
+            }
+        }
+    }
+}
