@@ -13,7 +13,7 @@
 //!   non-blocking `try_send`s of one broadcast.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -179,10 +179,8 @@ impl Hub {
     }
 
     fn shard(&self, stream: &str) -> &RwLock<Shard> {
-        let mut h = self.hasher.build_hasher();
-        stream.hash(&mut h);
         // The modulo keeps the index in range.
-        &self.shards[(h.finish() as usize) % self.shards.len()]
+        &self.shards[(self.hasher.hash_one(stream) as usize) % self.shards.len()]
     }
 
     /// Adds `conn` under `identifier` to `stream`. Returns true when this is the first

@@ -84,7 +84,9 @@ impl TestServer {
             .expect("spawn ferrocable");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
         let Some(rest) = line.trim().strip_prefix("ferrocable listening on http://") else {
             let _ = child.kill();
             panic!(
@@ -93,7 +95,12 @@ impl TestServer {
             );
         };
         let addr = rest.split('/').next().expect("address").to_owned();
-        TestServer { child: Some(child), addr, dir, stderr_log }
+        TestServer {
+            child: Some(child),
+            addr,
+            dir,
+            stderr_log,
+        }
     }
 
     /// `ws://ADDR/cable?QUERY`
@@ -113,7 +120,10 @@ impl TestServer {
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         if let Some(c) = &self.child {
-            let status = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("kill");
             assert!(status.success());
         }
     }
@@ -128,7 +138,10 @@ impl TestServer {
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server did not exit within {within:?}; log:\n{}", self.log());
+                panic!(
+                    "server did not exit within {within:?}; log:\n{}",
+                    self.log()
+                );
             }
             // Polling a child's exit status has no event to wait on.
             std::thread::sleep(Duration::from_millis(20));
@@ -139,10 +152,16 @@ impl TestServer {
     pub async fn http_get(&self, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = TcpStream::connect(&self.addr).await.expect("connect");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         s.write_all(req.as_bytes()).await.expect("write");
         let mut out = Vec::new();
-        tokio::time::timeout(EVENT_TIMEOUT, s.read_to_end(&mut out)).await.expect("response in time").expect("read");
+        tokio::time::timeout(EVENT_TIMEOUT, s.read_to_end(&mut out))
+            .await
+            .expect("response in time")
+            .expect("read");
         String::from_utf8_lossy(&out).into_owned()
     }
 }
@@ -155,6 +174,12 @@ impl Drop for TestServer {
         }
     }
 }
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The sending half of a split client.
+pub type WsSink = futures_util::stream::SplitSink<Ws, Message>;
+/// The receiving half of a split client.
+pub type WsStream = futures_util::stream::SplitStream<Ws>;
 
 /// A WebSocket client speaking Action Cable.
 pub struct CableClient {
@@ -177,26 +202,50 @@ pub enum Seen {
 impl CableClient {
     /// Connects with the browser's default subprotocols and a same-origin `Origin`.
     pub async fn connect(url: &str) -> CableClient {
-        let host = url.trim_start_matches("ws://").split('/').next().expect("host").to_owned();
-        Self::connect_with(url, &[("Origin", &format!("http://{host}")), ("Sec-WebSocket-Protocol", "actioncable-v1-json, actioncable-unsupported")])
-            .await
-            .expect("upgrade accepted")
+        let host = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host")
+            .to_owned();
+        Self::connect_with(
+            url,
+            &[
+                ("Origin", &format!("http://{host}")),
+                (
+                    "Sec-WebSocket-Protocol",
+                    "actioncable-v1-json, actioncable-unsupported",
+                ),
+            ],
+        )
+        .await
+        .expect("upgrade accepted")
     }
 
     /// Connects with exactly these extra headers.
     ///
     /// # Errors
     /// The handshake error (e.g. HTTP 404).
-    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<CableClient, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<CableClient, tokio_tungstenite::tungstenite::Error> {
         let mut req = url.into_client_request().expect("valid url");
         for (k, v) in headers {
             req.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("header name"),
                 HeaderValue::from_str(v).expect("header value"),
             );
         }
-        let (ws, resp) = tokio::time::timeout(EVENT_TIMEOUT, tokio_tungstenite::connect_async(req)).await.expect("handshake in time")?;
-        let protocol = resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (ws, resp) = tokio::time::timeout(EVENT_TIMEOUT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("handshake in time")?;
+        let protocol = resp
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(CableClient { ws, protocol })
     }
 
@@ -209,7 +258,10 @@ impl CableClient {
 
     /// Sends a text frame.
     pub async fn send(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.into())).await.expect("send");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     /// Sends a raw WebSocket message.
@@ -235,7 +287,9 @@ impl CableClient {
     /// The next thing seen, skipping pings and WebSocket control frames.
     pub async fn next(&mut self) -> Seen {
         loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next()).await.expect("an event in time");
+            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+                .await
+                .expect("an event in time");
             match msg {
                 None => return Seen::End,
                 Some(Err(_)) => return Seen::End,
@@ -245,7 +299,9 @@ impl CableClient {
                     }
                     return Seen::Text(t.to_string());
                 }
-                Some(Ok(Message::Close(f))) => return Seen::Close(f.map(|f| u16::from(f.code)).unwrap_or(1005)),
+                Some(Ok(Message::Close(f))) => {
+                    return Seen::Close(f.map(|f| u16::from(f.code)).unwrap_or(1005))
+                }
                 Some(Ok(_)) => continue,
             }
         }
@@ -253,11 +309,15 @@ impl CableClient {
 
     /// The next non-ping frame, including pings (raw).
     pub async fn next_raw(&mut self) -> Seen {
-        let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next()).await.expect("an event in time");
+        let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+            .await
+            .expect("an event in time");
         match msg {
             None | Some(Err(_)) => Seen::End,
             Some(Ok(Message::Text(t))) => Seen::Text(t.to_string()),
-            Some(Ok(Message::Close(f))) => Seen::Close(f.map(|f| u16::from(f.code)).unwrap_or(1005)),
+            Some(Ok(Message::Close(f))) => {
+                Seen::Close(f.map(|f| u16::from(f.code)).unwrap_or(1005))
+            }
             Some(Ok(_)) => Seen::Text(String::new()),
         }
     }
@@ -283,10 +343,15 @@ impl CableClient {
     /// queues replies in one FIFO, so when the pong arrives, every reply to what was
     /// sent before the ping has arrived too.
     pub async fn drain(&mut self) -> Vec<String> {
-        self.ws.send(Message::Ping(b"barrier".to_vec().into())).await.expect("ping");
+        self.ws
+            .send(Message::Ping(b"barrier".to_vec()))
+            .await
+            .expect("ping");
         let mut out = Vec::new();
         loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next()).await.expect("pong in time");
+            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+                .await
+                .expect("pong in time");
             match msg {
                 Some(Ok(Message::Pong(p))) if &p[..] == b"barrier" => return out,
                 Some(Ok(Message::Text(t))) => {
@@ -300,10 +365,18 @@ impl CableClient {
         }
     }
 
+    /// Splits into a sender and a receiver that can be used from two tasks.
+    pub fn split(self) -> (WsSink, WsStream) {
+        self.ws.split()
+    }
+
     /// Closes with `code` and waits for the server's echo.
     pub async fn close(mut self, code: u16) -> Seen {
         self.ws
-            .send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: "bye".into() })))
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            })))
             .await
             .expect("close");
         loop {
