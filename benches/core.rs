@@ -1,0 +1,76 @@
+//! Micro-benchmarks of the hot paths: command decode, frame encode, fan-out.
+//!
+//! `cargo bench --bench core`
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferrocable::hub::{Connection, Hub, Outgoing};
+use ferrocable::protocol::{frames, ClientCommand, Identifier};
+
+const SUBSCRIBE: &[u8] = br#"{"command":"subscribe","identifier":"{\"channel\":\"PresenceChannel\",\"room_id\":\"1\"}"}"#;
+const PERFORM: &[u8] =
+    br#"{"command":"message","identifier":"{\"channel\":\"ChatChannel\",\"room\":\"lobby\"}","data":"{\"text\":\"hello from alice\",\"action\":\"speak\"}"}"#;
+const PAYLOAD: &[u8] = br#"{"action":"user_joined","user":{"id":1,"name":"Alice","avatar_url":"https://example.test/avatars/alice.png"},"member_ids":[1,2,3],"member_count":3}"#;
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    g.bench_function("subscribe", |b| {
+        b.iter(|| ClientCommand::decode(black_box(SUBSCRIBE)))
+    });
+    g.bench_function("perform", |b| {
+        b.iter(|| ClientCommand::decode(black_box(PERFORM)))
+    });
+    g.bench_function("identifier_params", |b| {
+        let id = Identifier::new(r#"{"channel":"PresenceChannel","room_id":"1"}"#);
+        b.iter(|| black_box(&id).params())
+    });
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let id = Identifier::new(r#"{"channel":"PresenceChannel","room_id":"1"}"#);
+    let mut g = c.benchmark_group("encode");
+    g.bench_function("confirm", |b| b.iter(|| frames::confirm(black_box(&id))));
+    g.bench_function("message", |b| {
+        b.iter(|| frames::message(black_box(&id), black_box(PAYLOAD)))
+    });
+    g.bench_function("rails_json_reencode", |b| {
+        b.iter(|| {
+            let v: serde_json::Value =
+                serde_json::from_slice(black_box(PAYLOAD)).unwrap_or_default();
+            ferrocable::protocol::json::to_vec(&v)
+        })
+    });
+    g.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fan_out");
+    for n in [1_000usize, 10_000] {
+        let hub = Hub::new(64);
+        let id = Identifier::new(r#"{"channel":"PresenceChannel","room_id":"1"}"#);
+        let mut receivers = Vec::with_capacity(n);
+        for i in 0..n {
+            let (conn, rx) = Connection::new(i as u64, 4);
+            hub.subscribe("presence_room_1", &id, &conn);
+            receivers.push((conn, rx));
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let fan = hub.broadcast("presence_room_1", black_box(PAYLOAD));
+                // Empty the outboxes so every iteration measures delivery, not overflow.
+                for (_, rx) in receivers.iter_mut() {
+                    while let Ok(Outgoing::Text(f)) = rx.try_recv() {
+                        black_box(Bytes::len(&f));
+                    }
+                }
+                fan
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, encode, fan_out);
+criterion_main!(benches);
