@@ -14,6 +14,8 @@ use clap::Parser;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::auth::jwt::{JwtAlgorithm, JwtConfig};
+use crate::auth::rails::{CipherMode, DigestMode, RailsSecrets, Serializer};
 use crate::channels::StreamChannelSpec;
 
 /// ferrocable: a standalone Action Cable server for Rails apps.
@@ -51,6 +53,80 @@ pub struct Config {
     /// (`/cable?user_id=1`). Anyone can claim any user; off unless set.
     #[arg(long, env = "FERROCABLE_DEV_USER_PARAM")]
     pub dev_user_param: Option<String>,
+
+    /// The Rails app's `secret_key_base`: keys for its signed, encrypted and session
+    /// cookies are derived from it at startup.
+    #[arg(long, env = "SECRET_KEY_BASE", hide_env_values = true)]
+    pub secret_key_base: Option<Secret>,
+
+    /// Older `secret_key_base` values still accepted when reading cookies (rotation),
+    /// comma-separated.
+    #[arg(
+        long,
+        env = "FERROCABLE_OLD_SECRET_KEY_BASES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub old_secret_key_bases: Vec<Secret>,
+
+    /// PBKDF2 digest of the key generator: `sha1` (Rails ≤ 6.1 defaults), `sha256`
+    /// (`load_defaults 7.0`+) or `auto` (both).
+    #[arg(long, env = "FERROCABLE_KEY_DIGEST", default_value = "auto")]
+    pub key_digest: DigestArg,
+
+    /// HMAC digest of signed cookies (`signed_cookie_digest`): `sha1`, `sha256` or `auto`.
+    #[arg(long, env = "FERROCABLE_SIGNED_COOKIE_DIGEST", default_value = "auto")]
+    pub signed_cookie_digest: DigestArg,
+
+    /// Encrypted cookie format: `gcm` (Rails 5.2+), `cbc` (legacy) or `auto`.
+    #[arg(
+        long,
+        env = "FERROCABLE_ENCRYPTED_COOKIE_CIPHER",
+        default_value = "auto"
+    )]
+    pub encrypted_cookie_cipher: CipherArg,
+
+    /// Cookie serializer (`cookies_serializer`): `json`, `marshal` or `hybrid`
+    /// (Marshal is read as a safe data-only subset).
+    #[arg(long, env = "FERROCABLE_COOKIE_SERIALIZER", default_value = "json")]
+    pub cookie_serializer: SerializerArg,
+
+    /// How to identify a connection, tried in order, comma-separated:
+    /// `signed_cookie:NAME`, `encrypted_cookie:NAME`, `session:COOKIE:key.path`
+    /// (e.g. `session:_myapp_session:warden.user.user.key`), `jwt`. Default:
+    /// `encrypted_cookie:user_id,signed_cookie:user_id` when a secret_key_base is set,
+    /// then `jwt` when a JWT key is set.
+    #[arg(long, env = "FERROCABLE_IDENTIFIERS", value_delimiter = ',')]
+    pub identifiers: Vec<String>,
+
+    /// Shared secret of HS256/384/512 tokens.
+    #[arg(long, env = "FERROCABLE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key file of RS256/ES256 tokens.
+    #[arg(long, env = "FERROCABLE_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// The one JWT algorithm accepted: HS256, HS384, HS512, RS256 or ES256.
+    #[arg(long, env = "FERROCABLE_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+
+    /// The claim holding the user id.
+    #[arg(long, env = "FERROCABLE_JWT_CLAIM", default_value = "user_id")]
+    pub jwt_claim: String,
+
+    /// The query parameter carrying the token (`/cable?token=…`).
+    #[arg(long, env = "FERROCABLE_JWT_PARAM", default_value = "token")]
+    pub jwt_param: String,
+
+    /// GlobalID app name (the Rails application module, underscored) used to name
+    /// connections as `current_user.to_gid_param` does; needed for remote disconnects.
+    #[arg(long, env = "FERROCABLE_GLOBALID_APP")]
+    pub globalid_app: Option<String>,
+
+    /// The user model's class name in GlobalIDs.
+    #[arg(long, env = "FERROCABLE_GLOBALID_MODEL", default_value = "User")]
+    pub globalid_model: String,
 
     /// A users file (JSON array or TOML `[[users]]` of id, name, avatar_url) naming the
     /// users in presence payloads; ids not in it are refused. Without it every id is a
@@ -91,6 +167,110 @@ pub struct Config {
     /// Log format: `text` or `json`. The level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "FERROCABLE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A secret value: parsed from a flag or the environment, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `sha1`, `sha256` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigestArg {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// Either.
+    Auto,
+}
+
+impl From<DigestArg> for DigestMode {
+    fn from(d: DigestArg) -> Self {
+        match d {
+            DigestArg::Sha1 => DigestMode::Sha1,
+            DigestArg::Sha256 => DigestMode::Sha256,
+            DigestArg::Auto => DigestMode::Auto,
+        }
+    }
+}
+
+/// `gcm`, `cbc` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CipherArg {
+    /// AES-256-GCM.
+    Gcm,
+    /// Legacy AES-256-CBC + HMAC.
+    Cbc,
+    /// Either.
+    Auto,
+}
+
+/// `json`, `marshal` or `hybrid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SerializerArg {
+    /// JSON.
+    Json,
+    /// Ruby Marshal (safe subset).
+    Marshal,
+    /// JSON, falling back to Marshal.
+    Hybrid,
+}
+
+/// One identification step, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentifierSpec {
+    /// `cookies.signed[name]`.
+    SignedCookie(String),
+    /// `cookies.encrypted[name]`.
+    EncryptedCookie(String),
+    /// A key path in the cookie-store session.
+    Session {
+        /// The session cookie's name.
+        cookie: String,
+        /// The key path.
+        path: Vec<String>,
+    },
+    /// A JWT.
+    Jwt,
+}
+
+impl IdentifierSpec {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadIdentifier(s.to_owned());
+        let mut parts = s.splitn(3, ':');
+        let kind = parts.next().unwrap_or_default().trim();
+        let a = parts.next().map(str::trim).filter(|x| !x.is_empty());
+        let b = parts.next().map(str::trim).filter(|x| !x.is_empty());
+        Ok(match (kind, a, b) {
+            ("signed_cookie", Some(name), None) => IdentifierSpec::SignedCookie(name.to_owned()),
+            ("encrypted_cookie", Some(name), None) => {
+                IdentifierSpec::EncryptedCookie(name.to_owned())
+            }
+            ("session", Some(cookie), Some(path)) => IdentifierSpec::Session {
+                cookie: cookie.to_owned(),
+                path: path.split('.').map(str::to_owned).collect(),
+            },
+            ("jwt", None, None) => IdentifierSpec::Jwt,
+            _ => return Err(bad()),
+        })
+    }
+
+    fn needs_secret(&self) -> bool {
+        !matches!(self, IdentifierSpec::Jwt)
+    }
 }
 
 /// How logs are written.
@@ -154,6 +334,12 @@ pub struct Checked {
     pub channels: ChannelsFile,
     /// Shutdown grace period.
     pub shutdown_timeout: Duration,
+    /// Identification steps, in order.
+    pub identifiers: Vec<IdentifierSpec>,
+    /// Rails cookie settings, when a secret_key_base is set.
+    pub rails: Option<RailsSecrets>,
+    /// JWT settings, when a key is set.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// A configuration value is invalid.
@@ -192,9 +378,59 @@ pub enum ConfigError {
     /// The dev user param is empty.
     #[error("--dev-user-param must not be empty")]
     EmptyDevParam,
+    /// An `--identifiers` entry is malformed.
+    #[error("--identifiers entry {0:?} is not one of signed_cookie:NAME, encrypted_cookie:NAME, session:COOKIE:key.path, jwt")]
+    BadIdentifier(String),
+    /// A cookie identifier is configured without a secret_key_base.
+    #[error("--identifiers uses cookies but SECRET_KEY_BASE / --secret-key-base is not set")]
+    MissingSecret,
+    /// `jwt` is configured without a key, or the key is unusable.
+    #[error("JWT: {0}")]
+    Jwt(String),
 }
 
 impl Config {
+    fn jwt_config(&self) -> Result<Option<JwtConfig>, ConfigError> {
+        let algorithm = match self.jwt_algorithm.to_ascii_uppercase().as_str() {
+            "HS256" => JwtAlgorithm::Hs256,
+            "HS384" => JwtAlgorithm::Hs384,
+            "HS512" => JwtAlgorithm::Hs512,
+            "RS256" => JwtAlgorithm::Rs256,
+            "ES256" => JwtAlgorithm::Es256,
+            other => return Err(ConfigError::Jwt(format!("unsupported algorithm {other:?}"))),
+        };
+        let hmac = matches!(
+            algorithm,
+            JwtAlgorithm::Hs256 | JwtAlgorithm::Hs384 | JwtAlgorithm::Hs512
+        );
+        let key = match (&self.jwt_secret, &self.jwt_public_key_file, hmac) {
+            (None, None, _) => return Ok(None),
+            (Some(s), None, true) => s.0.clone().into_bytes(),
+            (None, Some(path), false) => std::fs::read(path)
+                .map_err(|e| ConfigError::Jwt(format!("cannot read {}: {e}", path.display())))?,
+            (Some(_), _, false) => {
+                return Err(ConfigError::Jwt(format!(
+                    "{} needs --jwt-public-key-file, not a secret",
+                    algorithm.name()
+                )))
+            }
+            (_, Some(_), true) => {
+                return Err(ConfigError::Jwt(format!(
+                    "{} needs --jwt-secret, not a key file",
+                    algorithm.name()
+                )))
+            }
+        };
+        Ok(Some(JwtConfig {
+            algorithm,
+            key,
+            user_id_claim: self.jwt_claim.clone(),
+            leeway_secs: 0,
+            audience: None,
+            issuer: None,
+        }))
+    }
+
     /// Parses flags and environment, exiting with a usage message on bad syntax.
     pub fn from_args() -> Self {
         Config::parse()
@@ -269,7 +505,55 @@ impl Config {
                 })?
             }
         };
+        let rails = match &self.secret_key_base {
+            None => None,
+            Some(current) => {
+                let mut secret_key_base = vec![current.0.clone()];
+                secret_key_base.extend(self.old_secret_key_bases.iter().map(|s| s.0.clone()));
+                Some(RailsSecrets {
+                    secret_key_base,
+                    key_digest: self.key_digest.into(),
+                    signed_cookie_digest: self.signed_cookie_digest.into(),
+                    encrypted_cookie_cipher: match self.encrypted_cookie_cipher {
+                        CipherArg::Gcm => CipherMode::Gcm,
+                        CipherArg::Cbc => CipherMode::Cbc,
+                        CipherArg::Auto => CipherMode::Auto,
+                    },
+                    serializer: match self.cookie_serializer {
+                        SerializerArg::Json => Serializer::Json,
+                        SerializerArg::Marshal => Serializer::Marshal,
+                        SerializerArg::Hybrid => Serializer::Hybrid,
+                    },
+                    ..RailsSecrets::default()
+                })
+            }
+        };
+        let jwt = self.jwt_config()?;
+        let mut identifiers = Vec::new();
+        for entry in self.identifiers.iter().filter(|s| !s.trim().is_empty()) {
+            identifiers.push(IdentifierSpec::parse(entry)?);
+        }
+        if identifiers.is_empty() {
+            if rails.is_some() {
+                identifiers.push(IdentifierSpec::EncryptedCookie("user_id".into()));
+                identifiers.push(IdentifierSpec::SignedCookie("user_id".into()));
+            }
+            if jwt.is_some() {
+                identifiers.push(IdentifierSpec::Jwt);
+            }
+        }
+        if rails.is_none() && identifiers.iter().any(IdentifierSpec::needs_secret) {
+            return Err(ConfigError::MissingSecret);
+        }
+        if jwt.is_none() && identifiers.contains(&IdentifierSpec::Jwt) {
+            return Err(ConfigError::Jwt(
+                "--identifiers has jwt but no --jwt-secret or --jwt-public-key-file".into(),
+            ));
+        }
         Ok(Checked {
+            identifiers,
+            rails,
+            jwt,
             addr: SocketAddr::new(self.host, self.port),
             origins: Arc::new(OriginPolicy {
                 disabled: self.disable_forgery_protection,
@@ -330,5 +614,53 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("channels file"), "{e}");
         assert!(Config::try_parse_from(["ferrocable", "--port", "nope"]).is_err());
+        let e = parse(&["--identifiers", "signed_cookie:user_id"])
+            .check()
+            .unwrap_err();
+        assert!(matches!(e, ConfigError::MissingSecret), "{e}");
+        let e = parse(&["--identifiers", "cookie:x"]).check().unwrap_err();
+        assert!(matches!(e, ConfigError::BadIdentifier(_)), "{e}");
+        let e = parse(&["--identifiers", "jwt"]).check().unwrap_err();
+        assert!(matches!(e, ConfigError::Jwt(_)), "{e}");
+        let e = parse(&["--jwt-secret", "s", "--jwt-algorithm", "none"])
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("unsupported algorithm"), "{e}");
+    }
+
+    #[test]
+    fn identifiers_default_from_the_secrets_given() {
+        let c = parse(&["--secret-key-base", "x", "--jwt-secret", "y"])
+            .check()
+            .expect("valid");
+        assert_eq!(
+            c.identifiers,
+            vec![
+                IdentifierSpec::EncryptedCookie("user_id".into()),
+                IdentifierSpec::SignedCookie("user_id".into()),
+                IdentifierSpec::Jwt
+            ]
+        );
+        let c = parse(&[
+            "--secret-key-base",
+            "x",
+            "--identifiers",
+            "session:_app_session:warden.user.user.key,jwt",
+            "--jwt-secret",
+            "y",
+        ])
+        .check()
+        .expect("valid");
+        assert_eq!(
+            c.identifiers[0],
+            IdentifierSpec::Session {
+                cookie: "_app_session".into(),
+                path: vec!["warden".into(), "user".into(), "user".into(), "key".into()]
+            }
+        );
+        assert!(
+            !format!("{:?}", c.raw).contains("\"x\""),
+            "secrets are redacted in Debug"
+        );
     }
 }

@@ -16,7 +16,10 @@
 //! - Depends only on `protocol` (for Rails-compatible JSON of profiles).
 
 pub mod dev;
+pub mod identify;
+pub mod jwt;
 pub mod profiles;
+pub mod rails;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -80,6 +83,9 @@ pub fn percent_decode(s: &str) -> String {
 pub struct Identity {
     /// The Rails user id.
     pub user_id: i64,
+    /// Rails' connection identifier (`current_user.to_gid_param`), when a GlobalID
+    /// app name is configured: the key of remote disconnects.
+    pub connection_identifier: Option<String>,
     /// The user's profile, as presence payloads show it.
     pub profile: Arc<UserProfile>,
     /// Which step identified the user (for logs).
@@ -137,8 +143,10 @@ pub trait Authenticator: Send + Sync + 'static {
 /// What one identification step found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A user id.
+    /// A user id; the profile source names the user.
     User(i64),
+    /// A user and their profile, from a trusted credential (a signed token's claims).
+    UserWithProfile(UserProfile),
     /// This step's credentials are absent.
     Nothing,
     /// This step's credentials are present but invalid (no values in the text).
@@ -153,16 +161,53 @@ pub trait Identify: Send + Sync + 'static {
     fn identify(&self, req: &HandshakeRequest) -> Found;
 }
 
+/// How Rails names a user in a GlobalID: `gid://<app>/<model>/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalIdNaming {
+    /// The GlobalID app (the Rails application module, underscored: `Refapp` → `refapp`).
+    pub app: String,
+    /// The user model's class name, e.g. `User`.
+    pub model: String,
+}
+
+impl GlobalIdNaming {
+    /// `to_gid_param`: base64url without padding of the GlobalID URI.
+    pub fn param(&self, id: i64) -> String {
+        use base64::Engine;
+        let uri = format!("gid://{}/{}/{id}", self.app, self.model);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uri)
+    }
+}
+
 /// Identification steps tried in order, then a profile lookup.
 pub struct Pipeline {
     steps: Vec<Box<dyn Identify>>,
     profiles: Arc<dyn ProfileSource>,
+    gid: Option<GlobalIdNaming>,
 }
 
 impl Pipeline {
-    /// A pipeline trying `steps` in order and looking users up in `profiles`.
-    pub fn new(steps: Vec<Box<dyn Identify>>, profiles: Arc<dyn ProfileSource>) -> Self {
-        Pipeline { steps, profiles }
+    /// A pipeline trying `steps` in order and looking users up in `profiles`;
+    /// `gid` names connections as Rails does (for remote disconnects).
+    pub fn new(
+        steps: Vec<Box<dyn Identify>>,
+        profiles: Arc<dyn ProfileSource>,
+        gid: Option<GlobalIdNaming>,
+    ) -> Self {
+        Pipeline {
+            steps,
+            profiles,
+            gid,
+        }
+    }
+
+    fn identity(&self, user_id: i64, profile: Arc<UserProfile>, via: &'static str) -> Identity {
+        Identity {
+            user_id,
+            connection_identifier: self.gid.as_ref().map(|g| g.param(user_id)),
+            profile,
+            via,
+        }
     }
 }
 
@@ -174,13 +219,18 @@ impl Authenticator for Pipeline {
             match step.identify(req) {
                 Found::User(id) => {
                     return Ok(match self.profiles.lookup(id).await? {
-                        Some(profile) => AuthOutcome::Accepted(Identity {
-                            user_id: id,
-                            profile,
-                            via: step.name(),
-                        }),
+                        Some(profile) => {
+                            AuthOutcome::Accepted(self.identity(id, profile, step.name()))
+                        }
                         None => AuthOutcome::Rejected(RejectReason::UnknownUser(id)),
                     });
+                }
+                Found::UserWithProfile(profile) => {
+                    return Ok(AuthOutcome::Accepted(self.identity(
+                        profile.id,
+                        Arc::new(profile),
+                        step.name(),
+                    )));
                 }
                 Found::Nothing => {}
                 // Like the Rails app, an invalid cookie falls through to the next step.
@@ -203,6 +253,15 @@ mod tests {
             query: Some(query.to_owned()),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         }
+    }
+
+    #[test]
+    fn global_id_param_matches_rails() {
+        let g = GlobalIdNaming {
+            app: "refapp".into(),
+            model: "User".into(),
+        };
+        assert_eq!(g.param(1), "Z2lkOi8vcmVmYXBwL1VzZXIvMQ");
     }
 
     #[test]
@@ -239,13 +298,18 @@ mod tests {
                 Box::new(Fixed(Found::User(1))),
             ],
             profiles.clone(),
+            None,
         );
         let AuthOutcome::Accepted(id) = p.authenticate(&req("")).await.expect("no backend") else {
             panic!("should accept")
         };
         assert_eq!(id.user_id, 1);
 
-        let p = Pipeline::new(vec![Box::new(Fixed(Found::User(999)))], profiles.clone());
+        let p = Pipeline::new(
+            vec![Box::new(Fixed(Found::User(999)))],
+            profiles.clone(),
+            None,
+        );
         assert!(matches!(
             p.authenticate(&req("")).await,
             Ok(AuthOutcome::Rejected(RejectReason::UnknownUser(999)))
@@ -253,6 +317,7 @@ mod tests {
         let p = Pipeline::new(
             vec![Box::new(Fixed(Found::Invalid("expired".into())))],
             profiles,
+            None,
         );
         assert!(matches!(
             p.authenticate(&req("")).await,

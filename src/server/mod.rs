@@ -49,6 +49,85 @@ pub enum ServerError {
     /// The users file is unusable.
     #[error(transparent)]
     Profiles(#[from] auth::ProfileError),
+    /// Authentication cannot be set up (a key cannot be derived or read).
+    #[error("authentication setup failed: {0}")]
+    Auth(String),
+}
+
+/// Builds the identification pipeline the configuration asks for.
+///
+/// # Errors
+/// When a key cannot be derived or a JWT key is unusable.
+pub fn build_pipeline(
+    cfg: &Checked,
+    profiles: Arc<dyn ProfileSource>,
+) -> Result<Pipeline, ServerError> {
+    use crate::auth::identify::{EncryptedCookie, Jwt, SessionKey, SignedCookie};
+    use crate::config::IdentifierSpec;
+    let verifier = match &cfg.rails {
+        Some(secrets) => Some(Arc::new(
+            auth::rails::CookieVerifier::new(secrets)
+                .map_err(|e| ServerError::Auth(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let mut steps: Vec<Box<dyn auth::Identify>> = Vec::new();
+    for spec in &cfg.identifiers {
+        let need = || {
+            verifier
+                .clone()
+                .ok_or_else(|| ServerError::Auth("cookie identifier without a secret".into()))
+        };
+        steps.push(match spec {
+            IdentifierSpec::SignedCookie(name) => Box::new(SignedCookie {
+                name: name.clone(),
+                verifier: need()?,
+            }),
+            IdentifierSpec::EncryptedCookie(name) => Box::new(EncryptedCookie {
+                name: name.clone(),
+                verifier: need()?,
+            }),
+            IdentifierSpec::Session { cookie, path } => Box::new(SessionKey {
+                cookie: cookie.clone(),
+                path: path.clone(),
+                verifier: need()?,
+            }),
+            IdentifierSpec::Jwt => {
+                let jwt = cfg
+                    .jwt
+                    .as_ref()
+                    .ok_or_else(|| ServerError::Auth("jwt identifier without a key".into()))?;
+                Box::new(Jwt {
+                    param: cfg.raw.jwt_param.clone(),
+                    verifier: auth::jwt::JwtVerifier::new(jwt)
+                        .map_err(|e| ServerError::Auth(e.to_string()))?,
+                })
+            }
+        });
+    }
+    if let Some(param) = &cfg.raw.dev_user_param {
+        tracing::warn!(
+            param = %param,
+            "DEVELOPMENT AUTHENTICATION IS ON: any client can claim any user with ?{param}=<id>. Never run this in production."
+        );
+        steps.push(Box::new(auth::dev::QueryParamIdentifier::new(
+            param.clone(),
+        )));
+    }
+    if steps.is_empty() {
+        tracing::warn!("no identification method is configured: every connection will be rejected as unauthorized");
+    } else {
+        tracing::info!(steps = ?steps.iter().map(|s| s.name()).collect::<Vec<_>>(), "identification configured");
+    }
+    let gid = cfg
+        .raw
+        .globalid_app
+        .as_ref()
+        .map(|app| auth::GlobalIdNaming {
+            app: app.clone(),
+            model: cfg.raw.globalid_model.clone(),
+        });
+    Ok(Pipeline::new(steps, profiles, gid))
 }
 
 /// Hands broker deliveries to the hub.
@@ -131,20 +210,8 @@ impl App {
             }
             None => Arc::new(auth::profiles::IdOnly),
         };
-        let mut steps: Vec<Box<dyn auth::Identify>> = Vec::new();
-        if let Some(param) = &cfg.raw.dev_user_param {
-            tracing::warn!(
-                param = %param,
-                "DEVELOPMENT AUTHENTICATION IS ON: any client can claim any user with ?{param}=<id>. Never run this in production."
-            );
-            steps.push(Box::new(auth::dev::QueryParamIdentifier::new(
-                param.clone(),
-            )));
-        } else {
-            tracing::warn!("no identification method is configured: every connection will be rejected as unauthorized");
-        }
         let authenticator: Arc<dyn Authenticator> =
-            Arc::new(Pipeline::new(steps, profiles.clone()));
+            Arc::new(build_pipeline(cfg, profiles.clone())?);
 
         let mut registry = Registry::new();
         registry.register(
