@@ -146,6 +146,69 @@ async fn plain_http_gets_404_and_health_gets_json() {
     assert_eq!(v["connections"], 0);
 }
 
+async fn health(server: &TestServer) -> serde_json::Value {
+    let r = server.http_get("/health").await;
+    serde_json::from_str(r.split("\r\n\r\n").nth(1).expect("body")).expect("JSON health")
+}
+
+#[tokio::test]
+async fn gauges_follow_subscriptions_and_metrics_are_scraped() {
+    let server = TestServer::start(&[]);
+    let id = support::presence_id("1");
+    let mut c = CableClient::welcomed(&server, 1).await;
+    c.subscribe(&id).await;
+    c.subscribe(r#"{"channel":"ChatChannel","room":"x"}"#).await;
+    c.drain().await;
+    let h = health(&server).await;
+    assert_eq!(
+        (
+            h["connections"].as_i64(),
+            h["subscriptions"].as_i64(),
+            h["streams"].as_i64()
+        ),
+        (Some(1), Some(2), Some(2))
+    );
+    c.unsubscribe(&id).await;
+    c.drain().await;
+    assert_eq!(health(&server).await["subscriptions"], 1);
+
+    let m = server.http_get("/metrics").await;
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    for line in [
+        "ferrocable_connections 1",
+        "ferrocable_subscriptions 1",
+        "ferrocable_streams 1",
+        "ferrocable_connections_accepted_total 1",
+        r#"ferrocable_commands_total{command="subscribe"} 2"#,
+        r#"ferrocable_commands_total{command="unsubscribe"} 1"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+
+    // Closing with a subscription held leaves no count behind. The teardown runs on
+    // the server after the close echo, so watch the gauge until the connection is gone.
+    c.close(1000).await;
+    let deadline = std::time::Instant::now() + support::EVENT_TIMEOUT;
+    let h = loop {
+        let h = health(&server).await;
+        if h["connections"] == 0 || std::time::Instant::now() > deadline {
+            break h;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(
+        (h["connections"].as_i64(), h["subscriptions"].as_i64()),
+        (Some(0), Some(0)),
+        "{h}"
+    );
+    let _refused = CableClient::connect(&server.url("")).await.next().await; // unauthorized
+    let m = server.http_get("/metrics").await;
+    assert!(
+        m.contains(r#"ferrocable_auth_rejections_total{reason="no_credentials"} 1"#),
+        "{m}"
+    );
+}
+
 #[tokio::test]
 async fn upgrade_without_version_gets_426() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -79,7 +79,12 @@ async fn serve(
     let identity = match outcome {
         Ok(AuthOutcome::Accepted(identity)) => identity,
         Ok(AuthOutcome::Rejected(reason)) => {
-            state.metrics.auth_rejected(id, &reason);
+            let kind = match &reason {
+                crate::auth::RejectReason::NoCredentials => "no_credentials",
+                crate::auth::RejectReason::Invalid(_) => "invalid",
+                crate::auth::RejectReason::UnknownUser(_) => "unknown_user",
+            };
+            state.metrics.auth_rejected(id, kind, &reason);
             let mut buf = Vec::new();
             encode(
                 &mut buf,
@@ -121,6 +126,20 @@ async fn serve(
 
     let mut subs = Subscriptions::new(conn.clone(), identity, state.max_subscriptions);
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
+    let why = match conn.closing_how() {
+        Some(Closing::Close(1007)) => Some("invalid_utf8"),
+        Some(Closing::Close(1009)) => Some("message_too_large"),
+        Some(Closing::Close(_)) => Some("protocol_error"),
+        Some(Closing::Disconnect(DisconnectReason::ServerRestart)) => Some("server_restart"),
+        Some(Closing::Disconnect(DisconnectReason::SlowClient)) => Some("slow_client"),
+        Some(Closing::Disconnect(DisconnectReason::Remote { .. })) => Some("remote"),
+        Some(Closing::Disconnect(DisconnectReason::Unauthorized))
+        | Some(Closing::PeerGone)
+        | None => None,
+    };
+    if let Some(why) = why {
+        state.metrics.server_close(id, why);
+    }
 
     if !client_closed
         && matches!(
@@ -133,10 +152,7 @@ async fn serve(
     // Presence leaves and stream removal, whatever ended the connection.
     let held = subs.len();
     subs.clear(&state.channels).await;
-    state
-        .metrics
-        .subscriptions
-        .fetch_sub(held as i64, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.subscriptions_changed(-(held as i64));
     let mut writer = writer;
     // After a client close the writer ends by itself once the echo is out.
     if !client_closed
@@ -269,6 +285,7 @@ async fn handle_text(bytes: &[u8], conn: &ConnHandle, subs: &mut Subscriptions, 
         }
     };
     let before = subs.len();
+    let started = std::time::Instant::now();
     let outcome = match &command {
         ClientCommand::Subscribe { identifier } => {
             subs.subscribe(&state.channels, identifier.clone()).await
@@ -278,11 +295,15 @@ async fn handle_text(bytes: &[u8], conn: &ConnHandle, subs: &mut Subscriptions, 
         }
         ClientCommand::Message { identifier, data } => subs.perform(identifier, data).await,
     };
-    let after = subs.len();
-    state.metrics.subscriptions.fetch_add(
-        after as i64 - before as i64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    let name = match &command {
+        ClientCommand::Subscribe { .. } => "subscribe",
+        ClientCommand::Unsubscribe { .. } => "unsubscribe",
+        ClientCommand::Message { .. } => "message",
+    };
+    state.metrics.command(name, started.elapsed());
+    state
+        .metrics
+        .subscriptions_changed(subs.len() as i64 - before as i64);
     match outcome {
         CommandOutcome::Confirmed => state.metrics.subscribed(conn.id(), command.identifier()),
         CommandOutcome::Unsubscribed => state.metrics.unsubscribed(conn.id(), command.identifier()),

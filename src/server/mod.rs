@@ -307,11 +307,7 @@ impl Server {
         listener::accept_loop(listener, app.state.clone(), &tasks, shutdown.clone()).await;
         tasks.close();
         tracing::info!(
-            open = app
-                .state
-                .metrics
-                .connections
-                .load(std::sync::atomic::Ordering::Relaxed),
+            open = app.state.metrics.open_connections(),
             "draining connections"
         );
         if tokio::time::timeout(shutdown_timeout, tasks.wait())

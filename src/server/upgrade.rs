@@ -6,7 +6,6 @@
 //! header, never a refusal); authentication runs after the 101, on the open socket.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,8 +81,8 @@ fn health(state: &State) -> Response<Body> {
     let m = &state.metrics;
     let body = format!(
         "{{\"status\":\"ok\",\"mode\":\"embedded\",\"connections\":{},\"subscriptions\":{},\"streams\":{},\"dev_auth\":{}}}",
-        m.connections.load(Ordering::Relaxed),
-        m.subscriptions.load(Ordering::Relaxed),
+        m.open_connections(),
+        m.live_subscriptions(),
         state.channels.hub.stream_count(),
         state.dev_auth,
     );
@@ -106,6 +105,15 @@ pub fn handle(
     let path = req.uri().path();
     if path == "/health" && req.method() == Method::GET {
         return health(&state);
+    }
+    if path == "/metrics" && req.method() == Method::GET {
+        let body = state.metrics.render(state.channels.hub.stream_count());
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return r;
     }
     if path != state.path {
         return not_found();
@@ -140,7 +148,9 @@ pub fn handle(
         return r;
     }
     let Ok(permit) = state.slots.clone().try_acquire_owned() else {
-        tracing::warn!(peer = %peer, "connection limit reached, refusing upgrade");
+        state
+            .metrics
+            .upgrade_refused("capacity", &peer, "connection limit reached");
         return plain(StatusCode::SERVICE_UNAVAILABLE, "Too many connections");
     };
     let protocol = select_subprotocol(
