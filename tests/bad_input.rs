@@ -112,30 +112,39 @@ async fn subscriptions_per_connection_are_capped() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
-    const N: usize = 600;
-    let server = TestServer::start(&["--outbox-capacity", "8", "--max-message-size", "100000"]);
+    const N: usize = 640;
+    let server = TestServer::start(&["--outbox-capacity", "64", "--max-message-size", "100000"]);
     let mut slow = chatting(&server, 3).await;
     let watcher = chatting(&server, 2).await;
     let speaker = chatting(&server, 1).await;
 
-    // Fast readers are kept within a window of W messages (well under the kernel's
-    // socket buffers), so only the client that never reads can fall behind.
-    const W: usize = 40;
+    // Fast readers are kept within a window of W messages, below both the outbox
+    // capacity and the kernel's socket buffers, so only the client that never reads
+    // can fall behind, however the server's tasks are scheduled.
+    const W: usize = 32;
+    const _: () = assert!(N % W == 0, "the speaker sends whole windows");
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let log_path = server.dir.path().join("server.log");
+    let log = move || std::fs::read_to_string(&log_path).unwrap_or_default();
     let (_wtx, mut wrx) = watcher.split();
     let watching = tokio::spawn(async move {
         let mut n = 0;
+        // Pings keep arriving, so bound the whole wait, not each read.
+        let deadline = tokio::time::Instant::now() + 3 * support::EVENT_TIMEOUT;
         while n < N {
-            match tokio::time::timeout(support::EVENT_TIMEOUT, wrx.next())
+            match tokio::time::timeout_at(deadline, wrx.next())
                 .await
-                .expect("broadcasts keep coming")
+                .unwrap_or_else(|_| panic!("watcher: broadcasts stopped after {n}"))
             {
                 Some(Ok(Message::Text(t))) if t.contains("\"user_id\":1") => {
                     n += 1;
                     progress_tx.send_replace(n);
                 }
                 Some(Ok(_)) => {}
-                other => panic!("watcher's stream ended early after {n}: {other:?}"),
+                other => panic!(
+                    "watcher's stream ended early after {n}: {other:?}\n{}",
+                    log()
+                ),
             }
         }
         n
@@ -152,11 +161,17 @@ async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
         for _ in 0..W {
             stx.send(Message::Text(frame.clone())).await.expect("send");
         }
+        // Pings keep arriving, so bound the whole wait, not each read.
+        let deadline = tokio::time::Instant::now() + support::EVENT_TIMEOUT;
         while heard < (batch + 1) * W {
-            match tokio::time::timeout(support::EVENT_TIMEOUT, srx.next())
+            match tokio::time::timeout_at(deadline, srx.next())
                 .await
-                .expect("own echo in time")
-            {
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "speaker: own echoes stopped after {heard}\n{}",
+                        server.log()
+                    )
+                }) {
                 Some(Ok(Message::Text(t))) if t.contains("\"user_id\":1") => heard += 1,
                 Some(Ok(_)) => {}
                 other => panic!("speaker's stream ended early after {heard}: {other:?}"),

@@ -12,13 +12,13 @@
 //! - Streams are sharded by name hash; a shard lock is held only for map work and the
 //!   non-blocking `try_send`s of one broadcast.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{frames, DisconnectReason, Identifier};
@@ -50,12 +50,23 @@ pub enum Closing {
 }
 
 /// The shared half of a connection that the hub and the channels push frames into.
+///
+/// The outbox is a bounded queue that holds no allocation while empty (an idle
+/// connection costs no buffer); the writer takes everything queued in one go.
 #[derive(Debug)]
 pub struct Connection {
     id: ConnId,
-    outbox: mpsc::Sender<Outgoing>,
+    capacity: usize,
+    outbox: parking_lot::Mutex<Outbox>,
+    ready: Notify,
     closing: CancellationToken,
     how: parking_lot::Mutex<Option<Closing>>,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    items: VecDeque<Outgoing>,
+    shut: bool,
 }
 
 /// A cheap, cloneable reference to a [`Connection`].
@@ -71,17 +82,47 @@ pub enum SendError {
 }
 
 impl Connection {
-    /// Creates the shared half of a connection and returns it with the outbox receiver
-    /// its writer drains. `capacity` bounds the frames queued for this connection.
-    pub fn new(id: ConnId, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outgoing>) {
-        let (outbox, rx) = mpsc::channel(capacity.max(1));
-        let conn = Connection {
+    /// Creates the shared half of a connection; `capacity` bounds the frames queued
+    /// for it.
+    pub fn new(id: ConnId, capacity: usize) -> ConnHandle {
+        Arc::new(Connection {
             id,
-            outbox,
+            capacity: capacity.max(1),
+            outbox: parking_lot::Mutex::new(Outbox::default()),
+            ready: Notify::new(),
             closing: CancellationToken::new(),
             how: parking_lot::Mutex::new(None),
-        };
-        (Arc::new(conn), rx)
+        })
+    }
+
+    /// Moves everything queued into `out` without waiting; returns how many.
+    pub fn take_now(&self, out: &mut Vec<Outgoing>) -> usize {
+        let mut q = self.outbox.lock();
+        let n = q.items.len();
+        out.extend(q.items.drain(..));
+        // Keep a small queue's allocation for the next burst; give a large one back.
+        if q.items.capacity() > 64 {
+            q.items = VecDeque::new();
+        }
+        n
+    }
+
+    /// Waits until something is queued, then moves everything queued into `out`.
+    pub async fn take(&self, out: &mut Vec<Outgoing>) {
+        loop {
+            if self.take_now(out) > 0 {
+                return;
+            }
+            // A notification sent between the check and this wait is kept as a permit.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Refuses further frames (the writer is gone).
+    pub fn shut_outbox(&self) {
+        let mut q = self.outbox.lock();
+        q.shut = true;
+        q.items = VecDeque::new();
     }
 
     /// The connection id.
@@ -118,16 +159,21 @@ impl Connection {
     /// [`SendError::Overflow`] when the outbox is full: the connection is then closed as
     /// a slow client. [`SendError::Closed`] when the connection is gone.
     pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
-        match self.outbox.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(Closing::Disconnect(DisconnectReason::SlowClient)) {
-                    tracing::warn!(conn = self.id, "outbox full, disconnecting slow client");
-                }
-                Err(SendError::Overflow)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        let mut q = self.outbox.lock();
+        if q.shut {
+            return Err(SendError::Closed);
         }
+        if q.items.len() >= self.capacity {
+            drop(q);
+            if self.close(Closing::Disconnect(DisconnectReason::SlowClient)) {
+                tracing::warn!(conn = self.id, "outbox full, disconnecting slow client");
+            }
+            return Err(SendError::Overflow);
+        }
+        q.items.push_back(item);
+        drop(q);
+        self.ready.notify_one();
+        Ok(())
     }
 
     /// Queues a text frame (see [`Connection::send`]).
@@ -265,6 +311,24 @@ impl Hub {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn take_waits_for_a_frame_and_loses_no_wakeup() {
+        let conn = Connection::new(1, 4);
+        let c = conn.clone();
+        let waiter = tokio::spawn(async move {
+            let mut out = Vec::new();
+            c.take(&mut out).await;
+            out.len()
+        });
+        conn.send_text(Bytes::from_static(b"1")).expect("queued");
+        assert_eq!(waiter.await.expect("task"), 1);
+        // Sent before anyone waits: the permit is kept.
+        conn.send_text(Bytes::from_static(b"2")).expect("queued");
+        let mut out = Vec::new();
+        conn.take(&mut out).await;
+        assert_eq!(out.len(), 1);
+    }
+
     fn text(o: Outgoing) -> Bytes {
         match o {
             Outgoing::Text(b) => b,
@@ -272,14 +336,20 @@ mod tests {
         }
     }
 
+    fn one(conn: &Connection) -> Outgoing {
+        let mut v = Vec::new();
+        assert_eq!(conn.take_now(&mut v), 1);
+        v.remove(0)
+    }
+
     #[test]
     fn broadcast_encodes_once_per_identifier_and_shares_bytes() {
         let hub = Hub::new(4);
         let a = Identifier::new(r#"{"channel":"C","r":"1"}"#);
         let b = Identifier::new(r#"{"r":"1","channel":"C"}"#);
-        let (c1, mut r1) = Connection::new(1, 8);
-        let (c2, mut r2) = Connection::new(2, 8);
-        let (c3, mut r3) = Connection::new(3, 8);
+        let c1 = Connection::new(1, 8);
+        let c2 = Connection::new(2, 8);
+        let c3 = Connection::new(3, 8);
         assert!(hub.subscribe("s", &a, &c1));
         assert!(!hub.subscribe("s", &a, &c2));
         assert!(!hub.subscribe("s", &b, &c3));
@@ -292,9 +362,9 @@ mod tests {
                 encodings: 2
             }
         );
-        let f1 = text(r1.try_recv().expect("c1 got it"));
-        let f2 = text(r2.try_recv().expect("c2 got it"));
-        let f3 = text(r3.try_recv().expect("c3 got it"));
+        let f1 = text(one(&c1));
+        let f2 = text(one(&c2));
+        let f3 = text(one(&c3));
         assert_eq!(
             f1.as_ptr(),
             f2.as_ptr(),
@@ -310,8 +380,8 @@ mod tests {
     fn overflow_evicts_only_the_slow_connection() {
         let hub = Hub::new(1);
         let id = Identifier::new("{}");
-        let (slow, _slow_rx) = Connection::new(1, 1);
-        let (fast, mut fast_rx) = Connection::new(2, 8);
+        let slow = Connection::new(1, 1);
+        let fast = Connection::new(2, 8);
         hub.subscribe("s", &id, &slow);
         hub.subscribe("s", &id, &fast);
         hub.broadcast("s", b"1");
@@ -323,15 +393,18 @@ mod tests {
             Some(Closing::Disconnect(DisconnectReason::SlowClient))
         );
         assert!(!fast.closing().is_cancelled());
-        assert!(fast_rx.try_recv().is_ok() && fast_rx.try_recv().is_ok());
+        let mut got = Vec::new();
+        assert_eq!(fast.take_now(&mut got), 2);
+        slow.shut_outbox();
+        assert_eq!(slow.send_text(Bytes::new()), Err(SendError::Closed));
     }
 
     #[test]
     fn first_and_last_subscriber_are_reported() {
         let hub = Hub::new(2);
         let id = Identifier::new("{}");
-        let (c1, _r1) = Connection::new(1, 1);
-        let (c2, _r2) = Connection::new(2, 1);
+        let c1 = Connection::new(1, 1);
+        let c2 = Connection::new(2, 1);
         assert!(hub.subscribe("s", &id, &c1));
         assert!(!hub.subscribe("s", &id, &c1), "idempotent");
         assert!(!hub.subscribe("s", &id, &c2));

@@ -1,11 +1,15 @@
 //! One WebSocket connection: authenticate, welcome, then read commands in order while
 //! a writer task drains the outbox.
 //!
-//! Two tasks per connection, because reading a frame cannot be cancelled halfway
-//! without losing bytes: the *reader* (this task) reads frames and runs each command
-//! to completion before reading the next (Rails runs them unordered on a thread
-//! pool); the *writer* owns the socket's write half and writes whatever is queued —
-//! command replies, broadcasts, pings — several frames per syscall.
+//! Two tasks per connection: the *reader* (this task) reads frames and runs each
+//! command to completion before reading the next (Rails runs them unordered on a
+//! thread pool); the *writer* owns the socket's write half and writes whatever is
+//! queued — command replies, broadcasts, pings — several frames per syscall.
+//!
+//! Nothing is buffered while a connection is idle: the reader waits for the socket
+//! to become readable, reads into a stack buffer and keeps heap bytes only for a frame
+//! that is not complete yet; the outbox holds no allocation when empty; the writer
+//! builds its buffer per batch.
 //!
 //! Ending a connection is decided once, through [`Connection::close`] (by the reader on
 //! a protocol error or shutdown, by the hub on outbox overflow); the writer then sends
@@ -16,32 +20,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::frame::{self, Frame, FrameError, Opcode, Parsed};
 use super::State;
-use crate::auth::{AuthOutcome, HandshakeRequest};
+use crate::auth::{AuthOutcome, HandshakeRequest, RejectReason};
 use crate::channels::{CommandOutcome, Subscriptions};
 use crate::hub::{Closing, ConnHandle, Connection, Outgoing};
 use crate::metrics::OpenConnection;
 use crate::protocol::{frames, ClientCommand, DisconnectReason};
 
-type Io = TokioIo<Upgraded>;
-type Reader = WebSocketRead<ReadHalf<Io>>;
-
 /// How long to wait for the client's close reply, and for final frames to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Stop adding frames to one write once this many bytes are batched.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// Bytes read per `read` call (on the stack, never held while idle).
+const READ_CHUNK: usize = 4096;
 
 /// Serves one upgraded connection until it ends.
 pub async fn run(
-    io: Io,
+    upgraded: TokioIo<Upgraded>,
     req: HandshakeRequest,
     state: Arc<State>,
     shutdown: CancellationToken,
@@ -51,49 +56,118 @@ pub async fn run(
         .next_conn
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, peer = %req.peer, user = tracing::field::Empty);
-    serve(id, io, req, state, shutdown, permit)
+    // Take the TCP stream back from hyper (with any bytes it read past the request),
+    // so reading needs no buffer of hyper's or ours while idle.
+    let parts = match upgraded.into_inner().downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(_) => {
+            tracing::error!(parent: &span, "upgraded connection is not a TCP stream");
+            return;
+        }
+    };
+    let (rd, wr) = parts.io.into_inner().into_split();
+    let reader = Reader {
+        rd,
+        pending: parts.read_buf.to_vec(),
+        max: state.max_message_size,
+    };
+    Box::pin(serve(id, reader, wr, req, state, shutdown, permit))
         .instrument(span)
         .await;
 }
 
+/// The read half and the bytes of a frame still incomplete.
+struct Reader {
+    rd: OwnedReadHalf,
+    pending: Vec<u8>,
+    max: usize,
+}
+
+/// What reading produced.
+enum Read {
+    Frame(Frame),
+    /// The peer closed the stream or the socket failed.
+    Gone,
+    /// A frame the RFC says to fail the connection for.
+    Bad(FrameError),
+}
+
+impl Reader {
+    /// The next frame. Cancel-safe: bytes read are kept in `pending`.
+    async fn next(&mut self) -> Read {
+        loop {
+            match frame::parse(&self.pending, self.max) {
+                Err(e) => return Read::Bad(e),
+                Ok(Parsed::Frame(f, used)) => {
+                    self.pending.drain(..used);
+                    if self.pending.is_empty() {
+                        // Idle connections hold no read buffer.
+                        self.pending = Vec::new();
+                    }
+                    return Read::Frame(f);
+                }
+                Ok(Parsed::Incomplete) => {}
+            }
+            if self.rd.readable().await.is_err() {
+                return Read::Gone;
+            }
+            // The chunk lives on the stack only for this synchronous read.
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.rd.try_read(&mut chunk) {
+                Ok(0) => return Read::Gone,
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Read::Gone,
+            }
+        }
+    }
+
+    /// Reads until the client's close frame, the end of the stream, or [`CLOSE_GRACE`].
+    async fn wait_for_close_reply(&mut self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(Read::Frame(f)) if f.opcode == Opcode::Close => return,
+                Ok(Read::Frame(_)) => continue,
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+}
+
 async fn serve(
     id: u64,
-    io: Io,
+    mut reader: Reader,
+    mut wr: OwnedWriteHalf,
     req: HandshakeRequest,
     state: Arc<State>,
     shutdown: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     let _open = OpenConnection::new(&state.metrics);
-    let (rd, mut wr) = tokio::io::split(io);
-    let (mut reader, _) =
-        fastwebsockets::after_handshake_split(rd, tokio::io::sink(), Role::Server);
-    reader.set_max_message_size(state.max_message_size);
-    reader.set_auto_close(true);
-    reader.set_auto_pong(true);
-
     let outcome = tokio::select! {
         r = state.authenticator.authenticate(&req) => r,
         _ = shutdown.cancelled() => return,
     };
+    drop(req);
     let identity = match outcome {
         Ok(AuthOutcome::Accepted(identity)) => identity,
         Ok(AuthOutcome::Rejected(reason)) => {
             let kind = match &reason {
-                crate::auth::RejectReason::NoCredentials => "no_credentials",
-                crate::auth::RejectReason::Invalid(_) => "invalid",
-                crate::auth::RejectReason::UnknownUser(_) => "unknown_user",
+                RejectReason::NoCredentials => "no_credentials",
+                RejectReason::Invalid(_) => "invalid",
+                RejectReason::UnknownUser(_) => "unknown_user",
             };
             state.metrics.auth_rejected(id, kind, &reason);
             let mut buf = Vec::new();
-            encode(
+            frame::encode(
                 &mut buf,
-                OpCode::Text,
+                Opcode::Text,
                 &DisconnectReason::Unauthorized.frame(),
             );
-            encode(&mut buf, OpCode::Close, &1000u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Close, &1000u16.to_be_bytes());
             if write_bounded(&mut wr, &buf).await {
-                wait_for_close_reply(&mut reader).await;
+                reader.wait_for_close_reply().await;
             }
             return;
         }
@@ -102,9 +176,9 @@ async fn serve(
             // reconnects later instead of giving up.
             tracing::error!(error = %e, "authentication failed to run");
             let mut buf = Vec::new();
-            encode(&mut buf, OpCode::Close, &1011u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Close, &1011u16.to_be_bytes());
             if write_bounded(&mut wr, &buf).await {
-                wait_for_close_reply(&mut reader).await;
+                reader.wait_for_close_reply().await;
             }
             return;
         }
@@ -113,16 +187,16 @@ async fn serve(
     tracing::debug!(via = identity.via, "connection authenticated");
 
     let mut welcome = Vec::with_capacity(frames::WELCOME.len() + 2);
-    encode(&mut welcome, OpCode::Text, frames::WELCOME);
+    frame::encode(&mut welcome, Opcode::Text, frames::WELCOME);
     if !write_bounded(&mut wr, &welcome).await {
         return;
     }
 
-    let (conn, outbox) = Connection::new(id, state.outbox_capacity);
+    let conn = Connection::new(id, state.outbox_capacity);
     let mut ping = state.ping.clone();
     // Only pings sent from now on; the first comes within one interval.
     ping.borrow_and_update();
-    let writer = tokio::spawn(write_loop(wr, outbox, ping, conn.clone()).in_current_span());
+    let writer = tokio::spawn(write_loop(wr, ping, conn.clone()).in_current_span());
 
     let mut subs = Subscriptions::new(conn.clone(), identity, state.max_subscriptions);
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
@@ -140,18 +214,17 @@ async fn serve(
     if let Some(why) = why {
         state.metrics.server_close(id, why);
     }
-
     if !client_closed
         && matches!(
             conn.closing_how(),
             Some(Closing::Disconnect(_) | Closing::Close(_))
         )
     {
-        wait_for_close_reply(&mut reader).await;
+        reader.wait_for_close_reply().await;
     }
     // Presence leaves and stream removal, whatever ended the connection.
     let held = subs.len();
-    subs.clear(&state.channels).await;
+    Box::pin(subs.clear(&state.channels)).await;
     state.metrics.subscriptions_changed(-(held as i64));
     let mut writer = writer;
     // After a client close the writer ends by itself once the echo is out.
@@ -168,6 +241,7 @@ async fn serve(
             writer.abort();
         }
     }
+    conn.shut_outbox();
     tracing::debug!("connection closed");
 }
 
@@ -180,11 +254,10 @@ async fn read_loop(
     state: &State,
     shutdown: &CancellationToken,
 ) -> bool {
-    let mut obligated = obligated_sender(conn);
     // A fragmented message being collected: (is_text, bytes so far).
     let mut partial: Option<(bool, Vec<u8>)> = None;
     loop {
-        let frame = tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
@@ -196,66 +269,74 @@ async fn read_loop(
                 }
                 return false;
             }
-            f = reader.read_frame(&mut obligated) => f,
+            r = reader.next() => r,
         };
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                let code = close_code_for(&e);
-                tracing::debug!(error = %e, code, "read failed");
-                conn.close(if code == 0 {
-                    Closing::PeerGone
-                } else {
-                    Closing::Close(code)
-                });
+        let f = match read {
+            Read::Frame(f) => f,
+            Read::Gone => {
+                conn.close(Closing::PeerGone);
+                return false;
+            }
+            Read::Bad(e) => {
+                tracing::info!(error = %e, "bad frame");
+                conn.close(Closing::Close(e.close_code()));
                 return false;
             }
         };
-        let message: Option<(bool, Vec<u8>)> = match (frame.opcode, frame.fin) {
-            (OpCode::Text | OpCode::Binary, _) if partial.is_some() => {
+        let message: Option<(bool, Vec<u8>)> = match f.opcode {
+            Opcode::Text | Opcode::Binary if partial.is_some() => {
                 conn.close(Closing::Close(1002));
                 tracing::info!("new data frame inside a fragmented message");
                 return false;
             }
-            (OpCode::Text, true) => Some((true, frame.payload.to_vec())),
-            (OpCode::Binary, true) => Some((false, Vec::new())),
-            (OpCode::Text, false) => {
-                partial = Some((true, frame.payload.to_vec()));
-                None
+            Opcode::Text | Opcode::Binary => {
+                let is_text = f.opcode == Opcode::Text;
+                if f.fin {
+                    Some((is_text, f.payload))
+                } else {
+                    partial = Some((is_text, f.payload));
+                    None
+                }
             }
-            (OpCode::Binary, false) => {
-                partial = Some((false, Vec::new()));
-                None
-            }
-            (OpCode::Continuation, fin) => {
+            Opcode::Continuation => {
                 let Some((is_text, mut buf)) = partial.take() else {
                     conn.close(Closing::Close(1002));
                     tracing::info!("continuation frame without a message");
                     return false;
                 };
-                if is_text {
-                    if buf.len() + frame.payload.len() > state.max_message_size {
-                        conn.close(Closing::Close(1009));
-                        tracing::info!(
-                            limit = state.max_message_size,
-                            "fragmented message too large"
-                        );
-                        return false;
-                    }
-                    buf.extend_from_slice(&frame.payload);
+                if buf.len() + f.payload.len() > state.max_message_size {
+                    conn.close(Closing::Close(1009));
+                    tracing::info!(
+                        limit = state.max_message_size,
+                        "fragmented message too large"
+                    );
+                    return false;
                 }
-                if fin {
+                buf.extend_from_slice(&f.payload);
+                if f.fin {
                     Some((is_text, buf))
                 } else {
                     partial = Some((is_text, buf));
                     None
                 }
             }
-            (OpCode::Close, _) => {
-                // The echo was queued by the obligated sender; the writer ends after it.
+            Opcode::Ping => {
+                // A full outbox closes the connection; nothing more to do.
+                let _ = conn.send(Outgoing::Pong(Bytes::from(f.payload)));
+                None
+            }
+            Opcode::Pong => None,
+            Opcode::Close => {
+                if f.payload.len() == 1
+                    || (f.payload.len() > 2 && std::str::from_utf8(&f.payload[2..]).is_err())
+                {
+                    conn.close(Closing::Close(1002));
+                    return false;
+                }
+                // Echo the client's close; the writer ends after it.
+                let _ = conn.send(Outgoing::Close(Bytes::from(f.payload)));
                 return true;
             }
-            _ => None, // ping (answered automatically), pong
         };
         let Some((is_text, bytes)) = message else {
             continue;
@@ -272,7 +353,9 @@ async fn read_loop(
             tracing::info!("text message is not UTF-8");
             return false;
         }
-        handle_text(&bytes, conn, subs, state).await;
+        // Boxed: the command's state exists only while it runs, not in every idle
+        // connection's task.
+        Box::pin(handle_text(&bytes, conn, subs, state)).await;
     }
 }
 
@@ -315,130 +398,61 @@ async fn handle_text(bytes: &[u8], conn: &ConnHandle, subs: &mut Subscriptions, 
     }
 }
 
-/// The close code for a read error: 0 when the peer is simply gone.
-fn close_code_for(e: &WebSocketError) -> u16 {
-    match e {
-        WebSocketError::UnexpectedEOF
-        | WebSocketError::IoError(_)
-        | WebSocketError::ConnectionClosed => 0,
-        WebSocketError::InvalidUTF8 => 1007,
-        WebSocketError::FrameTooLarge => 1009,
-        _ => 1002,
-    }
-}
-
-/// Hands the frames the protocol obliges us to send (pong, close echo) to the writer.
-fn obligated_sender(
-    conn: &ConnHandle,
-) -> impl FnMut(Frame<'_>) -> std::future::Ready<Result<(), std::convert::Infallible>> {
-    let conn = conn.clone();
-    move |frame: Frame<'_>| {
-        let payload = Bytes::copy_from_slice(&frame.payload);
-        let item = match frame.opcode {
-            OpCode::Close => Some(Outgoing::Close(payload)),
-            OpCode::Pong => Some(Outgoing::Pong(payload)),
-            _ => None,
-        };
-        if let Some(item) = item {
-            // A full outbox closes the connection; nothing more to do.
-            let _ = conn.send(item);
-        }
-        std::future::ready(Ok(()))
-    }
-}
-
-/// Reads until the client's close frame, the end of the stream, or [`CLOSE_GRACE`].
-async fn wait_for_close_reply(reader: &mut Reader) {
-    let mut ignore = |_: Frame<'_>| std::future::ready(Ok::<(), std::convert::Infallible>(()));
-    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    loop {
-        match tokio::time::timeout_at(deadline, reader.read_frame(&mut ignore)).await {
-            Ok(Ok(f)) if f.opcode == OpCode::Close => return,
-            Ok(Ok(_)) => continue,
-            Ok(Err(_)) | Err(_) => return,
-        }
-    }
-}
-
-/// Appends one unmasked, final server frame.
-fn encode(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    let len = payload.len();
-    buf.reserve(len + 10);
-    buf.push(0x80 | opcode as u8);
-    if len < 126 {
-        buf.push(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.push(126);
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        buf.push(127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    buf.extend_from_slice(payload);
-}
-
 fn encode_outgoing(buf: &mut Vec<u8>, item: &Outgoing) -> bool {
     match item {
-        Outgoing::Text(b) => encode(buf, OpCode::Text, b),
-        Outgoing::Pong(b) => encode(buf, OpCode::Pong, b),
+        Outgoing::Text(b) => frame::encode(buf, Opcode::Text, b),
+        Outgoing::Pong(b) => frame::encode(buf, Opcode::Pong, b),
         Outgoing::Close(b) => {
-            encode(buf, OpCode::Close, b);
+            frame::encode(buf, Opcode::Close, b);
             return true;
         }
     }
     false
 }
 
-async fn write_bounded(wr: &mut WriteHalf<Io>, buf: &[u8]) -> bool {
+async fn write_bounded(wr: &mut OwnedWriteHalf, buf: &[u8]) -> bool {
     matches!(
         tokio::time::timeout(CLOSE_GRACE, wr.write_all(buf)).await,
         Ok(Ok(()))
     )
 }
 
-async fn write_loop(
-    mut wr: WriteHalf<Io>,
-    mut outbox: mpsc::Receiver<Outgoing>,
-    mut ping: watch::Receiver<Bytes>,
-    conn: ConnHandle,
-) {
+async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, conn: ConnHandle) {
     // Whether the last write was cut off halfway, which forbids writing anything more.
     let mut torn = false;
+    let mut items: Vec<Outgoing> = Vec::new();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             _ = conn.closing().cancelled() => break,
-            item = outbox.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
+            _ = conn.take(&mut items) => {}
             changed = ping.changed() => match changed {
-                Ok(()) => Outgoing::Text(ping.borrow_and_update().clone()),
+                Ok(()) => items.push(Outgoing::Text(ping.borrow_and_update().clone())),
                 // The server is stopping; the connection will be told to close.
                 Err(_) => {
                     conn.closing().cancelled().await;
                     break;
                 }
             },
-        };
+        }
         // The buffer lives only while frames are in flight.
         let mut buf = Vec::new();
-        let mut echoed_close = encode_outgoing(&mut buf, &first);
-        while !echoed_close && buf.len() < MAX_BATCH_BYTES {
-            match outbox.try_recv() {
-                Ok(item) => echoed_close = encode_outgoing(&mut buf, &item),
-                Err(_) => break,
+        let mut echoed_close = false;
+        for item in items.drain(..) {
+            if echoed_close {
+                break;
+            }
+            echoed_close = encode_outgoing(&mut buf, &item);
+            if buf.len() >= MAX_BATCH_BYTES {
+                // Write what we have, then go on with the rest of this batch.
+                if !write_or_tear(&mut wr, &buf, &conn, &mut torn).await {
+                    break;
+                }
+                buf.clear();
             }
         }
-        let written = tokio::select! {
-            r = wr.write_all(&buf) => r.is_ok(),
-            _ = conn.closing().cancelled() => {
-                torn = true;
-                false
-            }
-        };
-        if !written {
-            conn.close(Closing::PeerGone);
+        items = Vec::new();
+        if torn || !write_or_tear(&mut wr, &buf, &conn, &mut torn).await {
             break;
         }
         if echoed_close {
@@ -446,16 +460,17 @@ async fn write_loop(
             break;
         }
     }
+    conn.shut_outbox();
     if torn {
         return;
     }
     let mut buf = Vec::new();
     match conn.closing_how() {
         Some(Closing::Disconnect(reason)) => {
-            encode(&mut buf, OpCode::Text, &reason.frame());
-            encode(&mut buf, OpCode::Close, &1000u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Text, &reason.frame());
+            frame::encode(&mut buf, Opcode::Close, &1000u16.to_be_bytes());
         }
-        Some(Closing::Close(code)) => encode(&mut buf, OpCode::Close, &code.to_be_bytes()),
+        Some(Closing::Close(code)) => frame::encode(&mut buf, Opcode::Close, &code.to_be_bytes()),
         Some(Closing::PeerGone) | None => {}
     }
     if !buf.is_empty() {
@@ -463,24 +478,26 @@ async fn write_loop(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_use_the_shortest_length_form() {
-        // The reference's handshake_raw: `81 12` for the welcome, `81 7e 00 c5` for 197 bytes.
-        let mut b = Vec::new();
-        encode(&mut b, OpCode::Text, frames::WELCOME);
-        assert_eq!(&b[..2], &[0x81, 0x12]);
-        let mut b = Vec::new();
-        encode(&mut b, OpCode::Text, &[b'x'; 197]);
-        assert_eq!(&b[..4], &[0x81, 0x7e, 0x00, 0xc5]);
-        let mut b = Vec::new();
-        encode(&mut b, OpCode::Text, &vec![b'x'; 70_000]);
-        assert_eq!(&b[..2], &[0x81, 127]);
-        let mut b = Vec::new();
-        encode(&mut b, OpCode::Close, &1000u16.to_be_bytes());
-        assert_eq!(b, [0x88, 0x02, 0x03, 0xe8]);
+/// Writes `buf` unless the connection starts closing meanwhile (then the write is
+/// abandoned halfway and `torn` is set). Returns whether the bytes were written.
+async fn write_or_tear(
+    wr: &mut OwnedWriteHalf,
+    buf: &[u8],
+    conn: &ConnHandle,
+    torn: &mut bool,
+) -> bool {
+    if buf.is_empty() {
+        return true;
     }
+    let written = tokio::select! {
+        r = wr.write_all(buf) => r.is_ok(),
+        _ = conn.closing().cancelled() => {
+            *torn = true;
+            false
+        }
+    };
+    if !written && !*torn {
+        conn.close(Closing::PeerGone);
+    }
+    written
 }

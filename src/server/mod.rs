@@ -8,6 +8,7 @@
 //! connection tasks up to the grace period, then returns anyway.
 
 pub mod connection;
+pub mod frame;
 pub mod listener;
 pub mod upgrade;
 
