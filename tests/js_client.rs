@@ -3,7 +3,7 @@
 //!
 //! Needs Node.js (20 or newer) and npm on `PATH`, or `NODE` / `NPM` naming them; a
 //! missing `node` fails the test with instructions instead of passing silently.
-//! `npm ci` runs first when `tests/e2e/node_modules` is absent.
+//! `npm ci` runs first when `tests/e2e/node_modules` is absent or older than the lockfile.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,13 @@ fn action_cable_js_clients_pass_the_e2e_suite() {
     };
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
 
-    if !e2e.join("node_modules").is_dir() {
+    // Install when node_modules is missing or older than the lockfile.
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (stamp(&e2e.join("node_modules/.package-lock.json")), stamp(&e2e.join("package-lock.json"))) {
+        (Some(installed), Some(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
         let npm = find_program("NPM", "npm").unwrap_or_else(|| {
             panic!(
                 "npm not found, and tests/e2e/node_modules is missing: install npm \

@@ -104,13 +104,14 @@ export const serverBinary = resolve(
 );
 
 /**
- * Starts `ferrocable --port 0` with the dev user parameter and a temp users file, and
- * resolves once it has printed its URL. Stop it with `server.stop()`.
+ * Starts `ferrocable --port 0` with the dev user parameter and a temp users file
+ * (`users`, default `USERS`), and resolves once it has printed its URL. Stop it with
+ * `server.stop()`.
  */
-export async function startServer({ extraArgs = [] } = {}) {
+export async function startServer({ extraArgs = [], users = USERS } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "ferrocable-e2e-"));
   const usersFile = join(dir, "users.json");
-  writeFileSync(usersFile, JSON.stringify(USERS));
+  writeFileSync(usersFile, JSON.stringify(users));
   const child = spawn(
     serverBinary,
     ["--port", "0", "--dev-user-param", "user_id", "--users-file", usersFile, ...extraArgs],
