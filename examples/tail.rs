@@ -19,13 +19,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: tail <ws-url> <identifier-json>");
         std::process::exit(2);
     };
-    let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("localhost").to_owned();
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("localhost")
+        .to_owned();
     let mut req = url.as_str().into_client_request()?;
-    req.headers_mut().insert("Origin", HeaderValue::from_str(&format!("http://{host}"))?);
     req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("actioncable-v1-json, actioncable-unsupported"));
+        .insert("Origin", HeaderValue::from_str(&format!("http://{host}"))?);
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("actioncable-v1-json, actioncable-unsupported"),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    let subscribe = serde_json::json!({"command": "subscribe", "identifier": identifier}).to_string();
+    let subscribe =
+        serde_json::json!({"command": "subscribe", "identifier": identifier}).to_string();
     while let Some(msg) = ws.next().await {
         match msg? {
             Message::Text(t) => {

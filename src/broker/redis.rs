@@ -27,6 +27,8 @@
 //! - [`Broker::subscribe`] returns only after Redis acknowledged the `SUBSCRIBE`.
 //!   While Redis is unreachable it fails at once (the subscription is then rejected);
 //!   it never queues.
+//! - [`Broker::health`] is up only while both connections are ready and the subscriber
+//!   has re-subscribed since its last (re)connection.
 //! - After a reconnect every channel with local subscribers is `SUBSCRIBE`d again as soon
 //!   as the connection is back (reconnect attempts back off from 100 ms to
 //!   [`crate::redis::MAX_RECONNECT_DELAY`]).
@@ -120,12 +122,52 @@ impl Channels {
     }
 }
 
+/// Tells whether every (re)connection of the subscriber has been re-subscribed.
+///
+/// fred announces a connection (reconnect event) before it reports itself connected,
+/// so once the subscriber is connected, its event is already queued on `seen`; the
+/// connection is usable for delivery only when `done` caught up with it.
+struct Resync {
+    /// Our own receiver of the reconnect events, drained by [`RedisBroker::health`].
+    seen: Mutex<(
+        tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+        u64,
+    )>,
+    /// Reconnect events whose re-SUBSCRIBE has finished.
+    done: std::sync::atomic::AtomicU64,
+    /// Notified after each re-SUBSCRIBE (the presence sweeper waits for it).
+    notify: Mutex<Option<Arc<tokio::sync::Notify>>>,
+}
+
+impl Resync {
+    fn seen(&self) -> u64 {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let mut g = self.seen.lock();
+        loop {
+            match g.0.try_recv() {
+                Ok(_) => g.1 += 1,
+                Err(TryRecvError::Lagged(n)) => g.1 += n,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return g.1,
+            }
+        }
+    }
+
+    fn finished(&self, events: u64) {
+        self.done
+            .fetch_add(events, std::sync::atomic::Ordering::SeqCst);
+        if let Some(n) = self.notify.lock().as_ref() {
+            n.notify_one();
+        }
+    }
+}
+
 /// Broadcasts through Redis pub/sub (see the module docs).
 pub struct RedisBroker {
     cfg: RedisBrokerConfig,
     publisher: Client,
     subscriber: Client,
     channels: Arc<Channels>,
+    resync: Arc<Resync>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -147,6 +189,11 @@ impl RedisBroker {
         // missed.
         let messages = subscriber.message_rx();
         let reconnects = subscriber.reconnect_rx();
+        let resync = Arc::new(Resync {
+            seen: Mutex::new((subscriber.reconnect_rx(), 0)),
+            done: std::sync::atomic::AtomicU64::new(0),
+            notify: Mutex::new(None),
+        });
         connect(&publisher, "broadcast publisher")
             .await
             .map_err(BrokerError::Backend)?;
@@ -159,6 +206,7 @@ impl RedisBroker {
             reconnects,
             subscriber.clone(),
             channels.clone(),
+            resync.clone(),
         ));
         tracing::info!(
             prefix = cfg.channel_prefix.as_deref().unwrap_or("(none)"),
@@ -169,8 +217,15 @@ impl RedisBroker {
             publisher,
             subscriber,
             channels,
+            resync,
             tasks: vec![deliver, resubscribe],
         })
+    }
+
+    /// Notifies `notify` each time the subscriber has re-subscribed after a
+    /// (re)connection, i.e. when broadcasts published from then on reach this node again.
+    pub fn notify_after_resubscribe(&self, notify: Arc<tokio::sync::Notify>) {
+        *self.resync.notify.lock() = Some(notify);
     }
 
     /// The configuration in use.
@@ -247,15 +302,19 @@ async fn resubscribe_loop(
     mut rx: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
     subscriber: Client,
     channels: Arc<Channels>,
+    resync: Arc<Resync>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
-        match rx.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
+        let events = match rx.recv().await {
+            Ok(_) => 1,
+            // The skipped events need no separate re-SUBSCRIBE: this one covers them.
+            Err(RecvError::Lagged(n)) => n,
             Err(RecvError::Closed) => return,
-        }
+        };
         let wanted = channels.wanted();
         if wanted.is_empty() {
+            resync.finished(events);
             continue;
         }
         let mut ok = 0usize;
@@ -268,6 +327,7 @@ async fn resubscribe_loop(
             }
         }
         tracing::info!(channels = ok, "redis reconnected, channels re-subscribed");
+        resync.finished(events);
     }
 }
 
@@ -335,9 +395,11 @@ impl Broker for RedisBroker {
     }
 
     fn health(&self) -> BrokerHealth {
-        BrokerHealth::Redis {
-            up: self.publisher.is_connected() && self.subscriber.is_connected(),
-        }
+        let connected = self.publisher.is_connected() && self.subscriber.is_connected();
+        // Read `seen` only once connected: the connection's event is queued by then.
+        let up = connected
+            && self.resync.done.load(std::sync::atomic::Ordering::SeqCst) >= self.resync.seen();
+        BrokerHealth::Redis { up }
     }
 }
 

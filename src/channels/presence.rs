@@ -123,6 +123,15 @@ pub async fn run_maintenance(
             _ = tick.tick() => {}
             _ = m.wake.notified() => {}
         }
+        // While broadcasts cannot reach this node (Redis down, or back but not yet
+        // re-subscribed), what a sweep announces would be lost: wait. The broker wakes
+        // us once it has re-subscribed.
+        if matches!(
+            broker.health(),
+            crate::broker::BrokerHealth::Redis { up: false }
+        ) {
+            continue;
+        }
         match store.sweep().await {
             Ok(changes) => {
                 for change in &changes {

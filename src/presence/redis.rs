@@ -542,7 +542,9 @@ impl RedisStore {
         while let Some((room, user, sub)) = rest.next() {
             match self.leave_script(&room, user, sub).await {
                 Ok(leave) => {
-                    if leave.last {
+                    // Redis may have lost the membership meanwhile (a restart): the
+                    // user is gone all the same, and the others were never told.
+                    if leave.last || !leave.member_ids.contains(&user) {
                         changes.push(PresenceChange {
                             kind: ChangeKind::Left,
                             room,

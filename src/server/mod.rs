@@ -161,11 +161,9 @@ impl App {
             url: url.to_owned(),
             channel_prefix: cfg.raw.channel_prefix.clone(),
         };
-        let broker: SharedBroker = Arc::new(
-            RedisBroker::connect(broker_cfg, relay)
-                .await
-                .map_err(|e| ServerError::Redis(e.to_string()))?,
-        );
+        let redis_broker = RedisBroker::connect(broker_cfg, relay)
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
         let node_id = cfg
             .raw
             .node_id
@@ -173,11 +171,16 @@ impl App {
             .unwrap_or_else(crate::presence::redis::random_node_id);
         let mut store_cfg = RedisStoreConfig::new(url, node_id);
         store_cfg.node_ttl = Duration::from_secs_f64(cfg.raw.node_ttl);
-        let presence: Arc<dyn PresenceStore> = Arc::new(
-            RedisStore::connect(store_cfg)
-                .await
-                .map_err(|e| ServerError::Redis(e.to_string()))?,
-        );
+        let store = RedisStore::connect(store_cfg)
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
+        if let Some(m) = store.maintenance() {
+            // A sweep after a Redis restart broadcasts the restored members: only once
+            // this node receives broadcasts again.
+            redis_broker.notify_after_resubscribe(m.wake);
+        }
+        let broker: SharedBroker = Arc::new(redis_broker);
+        let presence: Arc<dyn PresenceStore> = Arc::new(store);
         Self::assemble(cfg, metrics, hub, broker, presence)
     }
 

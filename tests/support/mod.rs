@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -78,6 +80,10 @@ impl TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocable"))
             .args(&args)
             .env("RUST_LOG", "ferrocable=debug")
+            // Redis mode only when a test asks for it with --redis-url.
+            .env_remove("REDIS_URL")
+            .env_remove("FERROCABLE_CHANNEL_PREFIX")
+            .env_remove("FERROCABLE_NODE_ID")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
