@@ -297,6 +297,23 @@ pub fn reencode(payload: &[u8]) -> Option<Vec<u8>> {
     Some(json::to_vec(&v))
 }
 
+/// `SUBSCRIBE`s `channels` and returns once Redis has processed it.
+///
+/// fred resolves `subscribe` as soon as the command is written (Redis answers it out of
+/// band), so a `PING` follows on the same connection: Redis answers commands in order,
+/// so its reply proves the `SUBSCRIBE` took effect.
+async fn subscribe_acked(subscriber: &Client, channels: Vec<String>) -> Result<(), String> {
+    subscriber
+        .subscribe(channels)
+        .await
+        .map_err(|e| e.to_string())?;
+    subscriber
+        .ping::<RedisValue>(None)
+        .await
+        .map_err(|e| format!("no reply after SUBSCRIBE: {e}"))?;
+    Ok(())
+}
+
 /// SUBSCRIBEs every wanted channel again after each (re)connection.
 async fn resubscribe_loop(
     mut rx: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
@@ -319,7 +336,7 @@ async fn resubscribe_loop(
         }
         let mut ok = 0usize;
         for batch in wanted.chunks(256) {
-            match subscriber.subscribe(batch.to_vec()).await {
+            match subscribe_acked(&subscriber, batch.to_vec()).await {
                 Ok(()) => ok += batch.len(),
                 Err(e) => {
                     tracing::error!(error = %e, channels = batch.len(), "re-SUBSCRIBE after reconnect failed")
@@ -357,7 +374,7 @@ impl Broker for RedisBroker {
             }
             // Wanted before it is sent: a reconnect racing this SUBSCRIBE repeats it.
             self.channels.wanted.lock().insert(channel.clone());
-            if let Err(e) = self.subscriber.subscribe(channel.as_str()).await {
+            if let Err(e) = subscribe_acked(&self.subscriber, vec![channel.clone()]).await {
                 self.channels.wanted.lock().remove(&channel);
                 drop(count);
                 self.channels.forget_if_idle(&channel, entry);

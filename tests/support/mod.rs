@@ -292,8 +292,11 @@ impl CableClient {
 
     /// The next thing seen, skipping pings and WebSocket control frames.
     pub async fn next(&mut self) -> Seen {
+        // One deadline for the whole wait: the server pings every 3 s, so a per-frame
+        // timeout would never fire.
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("an event in time");
             match msg {

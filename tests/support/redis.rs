@@ -242,3 +242,47 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// The reference app's users as presence payloads name them.
+pub const ALICE: &str =
+    r#"{"id":1,"name":"Alice","avatar_url":"https://example.test/avatars/alice.png"}"#;
+/// Bob.
+pub const BOB: &str =
+    r#"{"id":2,"name":"Bob","avatar_url":"https://example.test/avatars/bob.png"}"#;
+/// Carol.
+pub const CAROL: &str =
+    r#"{"id":3,"name":"Carol","avatar_url":"https://example.test/avatars/carol.png"}"#;
+
+/// The channel prefix the reference app uses (`refapp`).
+pub const PREFIX: &str = "refapp";
+
+/// Starts a ferrocable node on `redis` with the reference's channel prefix, plus `extra`.
+pub fn start_node(redis: &RedisServer, extra: &[&str]) -> super::TestServer {
+    let url = redis.url();
+    let mut args = vec!["--redis-url", url.as_str(), "--channel-prefix", PREFIX];
+    args.extend_from_slice(extra);
+    super::TestServer::start(&args)
+}
+
+/// A presence event payload as the seed's `broadcast_presence_change` publishes it.
+pub fn presence_payload(action: &str, user: &str, ids: &[i64]) -> String {
+    let ids_text: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    format!(
+        r#"{{"action":"{action}","user":{user},"member_ids":[{}],"member_count":{}}}"#,
+        ids_text.join(","),
+        ids.len()
+    )
+}
+
+/// The frame a subscription `identifier` receives for `message` (encoded JSON).
+pub fn message_frame(identifier: &str, message: &str) -> String {
+    format!(
+        r#"{{"identifier":{},"message":{message}}}"#,
+        serde_json::to_string(identifier).expect("string")
+    )
+}
+
+/// The frame of a presence event.
+pub fn presence_frame(identifier: &str, action: &str, user: &str, ids: &[i64]) -> String {
+    message_frame(identifier, &presence_payload(action, user, ids))
+}
