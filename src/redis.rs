@@ -3,9 +3,11 @@
 //!
 //! Kept apart from `broker` and `presence` so neither depends on the other.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface};
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy};
 
 /// The longest wait between two reconnect attempts (attempts start 100 ms apart and
@@ -13,7 +15,7 @@ use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy};
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1_000);
 
 /// How long one command may take before it counts as failed.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the first connection may take at startup.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,5 +60,60 @@ pub async fn connect(client: &Client, what: &str) -> Result<(), String> {
         Err(_) => Err(format!(
             "cannot connect the {what} to Redis within {CONNECT_TIMEOUT:?}"
         )),
+    }
+}
+
+/// Whether a client's connection is usable, known as soon as it drops.
+///
+/// fred keeps reporting a dropped connection as connected until its first reconnect
+/// attempt, and commands sent meanwhile wait for [`COMMAND_TIMEOUT`]. The link turns
+/// down on the connection's error event (sent when the socket fails) and up on its
+/// (re)connect event, so callers can fail fast instead.
+pub struct Link {
+    up: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    /// Starts watching `client`; call it before connecting. The link starts up, since
+    /// it is only consulted once the client has connected.
+    pub fn watch(client: &Client) -> Link {
+        use tokio::sync::broadcast::error::RecvError;
+        let up = Arc::new(AtomicBool::new(true));
+        let mut errors = client.error_rx();
+        let mut reconnects = client.reconnect_rx();
+        let flag = up.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    e = errors.recv() => match e {
+                        Ok((error, _)) => {
+                            if flag.swap(false, Ordering::SeqCst) {
+                                tracing::warn!(error = %error, "redis connection lost, reconnecting");
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) => flag.store(false, Ordering::SeqCst),
+                        Err(RecvError::Closed) => return,
+                    },
+                    r = reconnects.recv() => match r {
+                        Ok(_) | Err(RecvError::Lagged(_)) => flag.store(true, Ordering::SeqCst),
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        Link { up, task }
+    }
+
+    /// Whether the connection is usable: no error since the last (re)connection, and
+    /// fred agrees.
+    pub fn is_up(&self, client: &Client) -> bool {
+        self.up.load(Ordering::SeqCst) && client.is_connected()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -16,8 +16,15 @@ fn key(conn: u64, seq: u32) -> SubscriptionKey {
     SubscriptionKey { conn, seq }
 }
 
+/// A store that sweeps without settling first (the tests drive sweeps by hand).
+fn config(redis: &RedisServer, node: &str) -> RedisStoreConfig {
+    let mut cfg = RedisStoreConfig::new(redis.url(), node);
+    cfg.settle = std::time::Duration::ZERO;
+    cfg
+}
+
 async fn redis_store(redis: &RedisServer, node: &str) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig::new(redis.url(), node))
+    RedisStore::connect(config(redis, node))
         .await
         .expect("redis store connects")
 }
@@ -421,7 +428,7 @@ async fn after_redis_loses_everything_the_next_sweep_restores_this_node() {
 #[tokio::test]
 async fn one_sweeper_at_a_time_across_the_fleet() {
     let redis = RedisServer::start();
-    let mut cfg = RedisStoreConfig::new(redis.url(), "node-a");
+    let mut cfg = config(&redis, "node-a");
     cfg.node_ttl = std::time::Duration::from_secs(30);
     let a = RedisStore::connect(cfg.clone()).await.expect("connects");
     cfg.node_id = "node-b".into();

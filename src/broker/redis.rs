@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 
 use super::{BroadcastHandler, Broker, BrokerError, BrokerHealth};
 use crate::protocol::json;
-use crate::redis::{client_for, connect};
+use crate::redis::{client_for, connect, Link};
 
 /// Messages the subscriber may be behind before it loses some.
 pub const MESSAGE_BUFFER: usize = 16_384;
@@ -166,6 +166,8 @@ pub struct RedisBroker {
     cfg: RedisBrokerConfig,
     publisher: Client,
     subscriber: Client,
+    publisher_link: Link,
+    subscriber_link: Link,
     channels: Arc<Channels>,
     resync: Arc<Resync>,
     tasks: Vec<JoinHandle<()>>,
@@ -189,6 +191,8 @@ impl RedisBroker {
         // missed.
         let messages = subscriber.message_rx();
         let reconnects = subscriber.reconnect_rx();
+        let publisher_link = Link::watch(&publisher);
+        let subscriber_link = Link::watch(&subscriber);
         let resync = Arc::new(Resync {
             seen: Mutex::new((subscriber.reconnect_rx(), 0)),
             done: std::sync::atomic::AtomicU64::new(0),
@@ -216,6 +220,8 @@ impl RedisBroker {
             cfg,
             publisher,
             subscriber,
+            publisher_link,
+            subscriber_link,
             channels,
             resync,
             tasks: vec![deliver, resubscribe],
@@ -352,7 +358,7 @@ async fn resubscribe_loop(
 impl Broker for RedisBroker {
     async fn publish(&self, stream: &str, payload: Bytes) -> Result<(), BrokerError> {
         let channel = self.cfg.redis_channel(stream);
-        if !self.publisher.is_connected() {
+        if !self.publisher_link.is_up(&self.publisher) {
             return Err(backend("PUBLISH", &channel, "not connected"));
         }
         self.publisher
@@ -367,7 +373,7 @@ impl Broker for RedisBroker {
         let entry = self.channels.entry(&channel);
         let mut count = entry.lock().await;
         if *count == 0 {
-            if !self.subscriber.is_connected() {
+            if !self.subscriber_link.is_up(&self.subscriber) {
                 drop(count);
                 self.channels.forget_if_idle(&channel, entry);
                 return Err(backend("SUBSCRIBE", &channel, "not connected"));
@@ -397,7 +403,7 @@ impl Broker for RedisBroker {
                 self.channels.wanted.lock().remove(&channel);
                 // While disconnected there is nothing to undo: the new connection will
                 // not re-subscribe a channel that is no longer wanted.
-                if self.subscriber.is_connected() {
+                if self.subscriber_link.is_up(&self.subscriber) {
                     result = self
                         .subscriber
                         .unsubscribe(channel.as_str())
@@ -412,7 +418,8 @@ impl Broker for RedisBroker {
     }
 
     fn health(&self) -> BrokerHealth {
-        let connected = self.publisher.is_connected() && self.subscriber.is_connected();
+        let connected = self.publisher_link.is_up(&self.publisher)
+            && self.subscriber_link.is_up(&self.subscriber);
         // Read `seen` only once connected: the connection's event is queued by then.
         let up = connected
             && self.resync.done.load(std::sync::atomic::Ordering::SeqCst) >= self.resync.seen();

@@ -40,16 +40,20 @@
 //!   became members again that way are reported as [`ChangeKind::Joined`].
 //! - A leave that fails (Redis down) is queued and retried by the next sweeps, so a
 //!   live node never leaves a ghost member behind.
+//! - For a settling time after each (re)connection (2 s), sweeps write what they find
+//!   but announce it only afterwards, and look for dead nodes only afterwards: the
+//!   other nodes reconnect on their own schedules, and an announcement published before
+//!   they re-subscribed would never reach their clients.
 //! - Needs Redis 5 or later (scripts use `SPOP`, replicated as effects), standalone or
 //!   behind a proxy; the scripts touch keys they compute, so not Redis Cluster.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use fred::interfaces::{ClientLike, EventInterface, KeysInterface, LuaInterface, SetsInterface};
+use fred::interfaces::{EventInterface, KeysInterface, LuaInterface, SetsInterface};
 use fred::prelude::Client;
 use fred::types::scripts::Script;
 use fred::types::{Expiration, SetOptions, Value as RedisValue};
@@ -61,7 +65,7 @@ use super::{
     ChangeKind, Join, Leave, Maintenance, PresenceChange, PresenceError, PresenceStore,
     SubscriptionKey, UserId,
 };
-use crate::redis::{client_for, connect};
+use crate::redis::{client_for, connect, Link};
 
 /// The seed's heartbeat TTL (`SETEX … 30`).
 pub const HEARTBEAT_TTL_SECS: u64 = 30;
@@ -87,6 +91,10 @@ pub struct RedisStoreConfig {
     pub node_ttl: Duration,
     /// The prefix of our own keys.
     pub namespace: String,
+    /// How long after a (re)connection the sweeps hold back: what they find is written
+    /// at once but announced only then, and dead nodes are looked for only then, so
+    /// that every node is back on Redis (and re-subscribed) first.
+    pub settle: Duration,
 }
 
 impl RedisStoreConfig {
@@ -97,6 +105,7 @@ impl RedisStoreConfig {
             node_id: node_id.into(),
             node_ttl: DEFAULT_NODE_TTL,
             namespace: "ferrocable".into(),
+            settle: crate::redis::MAX_RECONNECT_DELAY * 2,
         }
     }
 
@@ -299,6 +308,7 @@ type Mirror = HashMap<(String, UserId), BTreeSet<SubscriptionKey>>;
 /// Presence in Redis (see the module docs).
 pub struct RedisStore {
     client: Client,
+    link: Link,
     cfg: RedisStoreConfig,
     scripts: Scripts,
     /// This node's live subscriptions, written back if Redis loses them.
@@ -307,6 +317,10 @@ pub struct RedisStore {
     pending_leaves: Mutex<Vec<(String, UserId, SubscriptionKey)>>,
     /// Set when our alive key was found missing; cleared once the mirror is written back.
     needs_restore: AtomicBool,
+    /// When the connection last came (back) up.
+    connected_since: Arc<Mutex<Instant>>,
+    /// Changes found before the connection settled, announced once it has.
+    deferred: Mutex<Vec<PresenceChange>>,
     wake: Arc<Notify>,
     watcher: JoinHandle<()>,
 }
@@ -331,18 +345,27 @@ impl RedisStore {
         }
         let client = client_for(&cfg.url, 64).map_err(|e| PresenceError::Backend(e.to_string()))?;
         let reconnects = client.reconnect_rx();
+        let link = Link::watch(&client);
         connect(&client, "presence store")
             .await
             .map_err(PresenceError::Backend)?;
         let wake = Arc::new(Notify::new());
-        let watcher = tokio::spawn(wake_on_reconnect(reconnects, wake.clone()));
+        let connected_since = Arc::new(Mutex::new(Instant::now()));
+        let watcher = tokio::spawn(wake_on_reconnect(
+            reconnects,
+            wake.clone(),
+            connected_since.clone(),
+        ));
         let store = RedisStore {
             client,
+            link,
             cfg,
             scripts: Scripts::new(),
             mirror: Mutex::new(HashMap::new()),
             pending_leaves: Mutex::new(Vec::new()),
             needs_restore: AtomicBool::new(false),
+            connected_since,
+            deferred: Mutex::new(Vec::new()),
             wake,
             watcher,
         };
@@ -389,7 +412,7 @@ impl RedisStore {
     }
 
     fn unavailable(&self) -> Result<(), PresenceError> {
-        if self.client.is_connected() {
+        if self.link.is_up(&self.client) {
             Ok(())
         } else {
             Err(PresenceError::Backend("redis is not connected".into()))
@@ -703,11 +726,15 @@ impl RedisStore {
 async fn wake_on_reconnect(
     mut rx: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
     wake: Arc<Notify>,
+    connected_since: Arc<Mutex<Instant>>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match rx.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => wake.notify_one(),
+            Ok(_) | Err(RecvError::Lagged(_)) => {
+                *connected_since.lock() = Instant::now();
+                wake.notify_one();
+            }
             Err(RecvError::Closed) => return,
         }
     }
@@ -796,17 +823,27 @@ impl PresenceStore for RedisStore {
             self.needs_restore.store(false, Ordering::SeqCst);
         }
         changes.extend(self.retry_pending_leaves().await?);
+        if self.connected_since.lock().elapsed() < self.cfg.settle {
+            // Other nodes may not be back (and listening) yet.
+            self.deferred.lock().extend(changes);
+            return Ok(Vec::new());
+        }
         if self.try_lock("nodes", self.cfg.interval()).await? {
             changes.extend(self.sweep_dead_nodes().await?);
         }
         if self.try_lock("rooms", self.cfg.node_ttl * 4).await? {
             changes.extend(self.sweep_stale_members().await?);
         }
-        Ok(changes)
+        let mut all = std::mem::take(&mut *self.deferred.lock());
+        all.extend(changes);
+        Ok(all)
     }
 
     async fn close(&self) {
         // The sweepers of the other nodes remove whatever subscriptions are left.
+        if self.unavailable().is_err() {
+            return;
+        }
         if let Err(e) = self
             .client
             .del::<i64, _>(self.alive_key(&self.cfg.node_id))
