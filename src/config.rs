@@ -392,5 +392,8 @@ mod tests {
         assert_eq!(c.raw.channel_prefix.as_deref(), Some("refapp"));
         assert_eq!(c.raw.node_id.as_deref(), Some("web-1.a_b:2"));
         assert_eq!(c.raw.node_ttl, 1.5);
+        // Rails keeps an empty prefix (`:chat_lobby`); so do we.
+        let c = parse(&["--channel-prefix", ""]).check().expect("valid");
+        assert_eq!(c.raw.channel_prefix.as_deref(), Some(""));
     }
 }
