@@ -106,6 +106,12 @@ pub async fn broadcast_change(
 /// Runs `store`'s sweeps until `shutdown`, every [`crate::presence::Maintenance`]
 /// interval and whenever the store asks (e.g. after a Redis reconnect), broadcasting
 /// every change found. Returns at once for a store that needs no maintenance.
+///
+/// Sweeps are skipped while the broker reports Redis down (or not yet re-subscribed):
+/// what they would announce could not reach this node's clients. A sweep also keeps the
+/// node alive, so a node cut off from Redis pub/sub for longer than its node TTL is
+/// counted as gone by the others (its users get `user_left`) and re-registers itself,
+/// with `user_joined`, when it is back.
 pub async fn run_maintenance(
     store: Arc<dyn PresenceStore>,
     broker: SharedBroker,
