@@ -164,6 +164,28 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     pub shutdown_timeout: f64,
 
+    /// Redis URL (`redis://[:password@]host:port[/db]`): run as one node of a fleet,
+    /// relaying broadcasts through Redis pub/sub as Rails' `redis` adapter does and
+    /// keeping presence in Redis under the app's keys. Unset: embedded (one node, in
+    /// memory).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// `channel_prefix` of the app's `cable.yml`: broadcasting `X` is the Redis channel
+    /// `<prefix>:X` (unset: `X`). Must match the app's.
+    #[arg(long, env = "FERROCABLE_CHANNEL_PREFIX")]
+    pub channel_prefix: Option<String>,
+
+    /// This node's id in the fleet (letters, digits, `.`, `_`, `-`, `:`); random when
+    /// unset. Redis mode only.
+    #[arg(long, env = "FERROCABLE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Seconds a node counts as alive after its last refresh in Redis (it refreshes
+    /// every third of this). A crashed node's users leave within about 5/3 of it.
+    #[arg(long, env = "FERROCABLE_NODE_TTL", default_value_t = 15.0)]
+    pub node_ttl: f64,
+
     /// Log format: `text` or `json`. The level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "FERROCABLE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -387,6 +409,9 @@ pub enum ConfigError {
     /// `jwt` is configured without a key, or the key is unusable.
     #[error("JWT: {0}")]
     Jwt(String),
+    /// The node id has characters our Redis keys cannot hold.
+    #[error("--node-id must be letters, digits, '.', '_', '-' or ':', got {0:?}")]
+    BadNodeId(String),
 }
 
 impl Config {
@@ -489,6 +514,19 @@ impl Config {
             .is_some_and(|p| p.trim().is_empty())
         {
             return Err(ConfigError::EmptyDevParam);
+        }
+        if !(self.node_ttl.is_finite() && (0.3..=3600.0).contains(&self.node_ttl)) {
+            return Err(ConfigError::BadLimit {
+                name: "--node-ttl",
+                what: "between 0.3 and 3600 seconds",
+                value: self.node_ttl.to_string(),
+            });
+        }
+        if let Some(id) = &self.node_id {
+            let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+            if id.is_empty() || !id.chars().all(ok) {
+                return Err(ConfigError::BadNodeId(id.clone()));
+            }
         }
         let channels = match &self.channels_file {
             None => ChannelsFile::default(),
@@ -662,5 +700,32 @@ mod tests {
             !format!("{:?}", c.raw).contains("\"x\""),
             "secrets are redacted in Debug"
         );
+        let e = parse(&["--node-id", "a/b"]).check().unwrap_err();
+        assert!(e.to_string().contains("--node-id"), "{e}");
+        let e = parse(&["--node-ttl", "0"]).check().unwrap_err();
+        assert!(e.to_string().contains("--node-ttl"), "{e}");
+    }
+
+    #[test]
+    fn redis_flags_parse() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6390/0",
+            "--channel-prefix",
+            "refapp",
+            "--node-id",
+            "web-1.a_b:2",
+            "--node-ttl",
+            "1.5",
+        ])
+        .check()
+        .expect("valid");
+        assert_eq!(c.raw.redis_url.as_deref(), Some("redis://127.0.0.1:6390/0"));
+        assert_eq!(c.raw.channel_prefix.as_deref(), Some("refapp"));
+        assert_eq!(c.raw.node_id.as_deref(), Some("web-1.a_b:2"));
+        assert_eq!(c.raw.node_ttl, 1.5);
+        // Rails keeps an empty prefix (`:chat_lobby`); so do we.
+        let c = parse(&["--channel-prefix", ""]).check().expect("valid");
+        assert_eq!(c.raw.channel_prefix.as_deref(), Some(""));
     }
 }

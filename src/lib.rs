@@ -12,7 +12,9 @@
 //! - [`presence`] stores room membership (per subscription, so tabs and nodes count).
 //! - [`hub`] indexes streams to local connections and fans broadcasts out, encoding
 //!   once per identifier.
-//! - [`broker`] moves broadcasts between nodes (in memory for a single node).
+//! - [`broker`] moves broadcasts between nodes (in memory for a single node, Redis
+//!   pub/sub for a fleet, speaking Rails' own channel names).
+//! - [`redis`] builds the Redis connections the broker and the presence store use.
 //! - [`config`] and [`metrics`] are what an operator touches.
 //!
 //! See ARCHITECTURE.md for the invariants each module keeps.
@@ -25,4 +27,5 @@ pub mod hub;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
+pub mod redis;
 pub mod server;

@@ -46,14 +46,15 @@ async fn main() -> anyhow::Result<()> {
     let raw = Config::from_args();
     init_logging(raw.log_format);
     let cfg = raw.check().context("invalid configuration")?;
-    let app = App::embedded(&cfg).context("cannot start")?;
+    let app = App::from_config(&cfg).await.context("cannot start")?;
+    let mode = app.mode();
     let server = Server::bind(&cfg, app).await.context("cannot start")?;
     let addr = server
         .local_addr()
         .context("cannot read the bound address")?;
     // The one line on stdout, for scripts and tests that start us on port 0.
     println!("ferrocable listening on http://{addr}{}", cfg.raw.path);
-    tracing::info!(%addr, path = %cfg.raw.path, mode = "embedded", "listening");
+    tracing::info!(%addr, path = %cfg.raw.path, mode, "listening");
 
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(server.run(shutdown.clone()));

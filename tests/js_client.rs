@@ -41,7 +41,10 @@ fn action_cable_js_clients_pass_the_e2e_suite() {
 
     // Install when node_modules is missing or older than the lockfile.
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = match (stamp(&e2e.join("node_modules/.package-lock.json")), stamp(&e2e.join("package-lock.json"))) {
+    let stale = match (
+        stamp(&e2e.join("node_modules/.package-lock.json")),
+        stamp(&e2e.join("package-lock.json")),
+    ) {
         (Some(installed), Some(lock)) => installed < lock,
         _ => true,
     };

@@ -22,6 +22,10 @@ impl MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, stream: &str, payload: Bytes) -> Result<(), BrokerError> {
+        if super::is_internal(stream) {
+            self.handler.on_internal(stream, &payload);
+            return Ok(());
+        }
         self.handler.on_broadcast(stream, &payload);
         Ok(())
     }

@@ -11,8 +11,12 @@
 //! - [`Broker::subscribe`] returns only once broadcasts published afterwards will be
 //!   delivered, so a caller may confirm a subscription right after it.
 //! - Payloads are encoded JSON, in the bytes subscribers receive as `message`.
+//! - Streams named `action_cable/…` are Action Cable's per-connection internal channels
+//!   (remote disconnects): their payloads go to [`BroadcastHandler::on_internal`], raw,
+//!   never to [`BroadcastHandler::on_broadcast`].
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -20,11 +24,41 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use memory::MemoryBroker;
+pub use redis::{RedisBroker, RedisBrokerConfig};
+
+/// The broadcasting prefix of Action Cable's per-connection internal channels
+/// (`action_cable/<connection identifier>`, where `remote_connections.disconnect` publishes).
+pub const INTERNAL_PREFIX: &str = "action_cable/";
+
+/// Whether `stream` is an internal channel (see [`INTERNAL_PREFIX`]).
+pub fn is_internal(stream: &str) -> bool {
+    stream.starts_with(INTERNAL_PREFIX)
+}
 
 /// Receives what a broker delivers.
 pub trait BroadcastHandler: Send + Sync + 'static {
     /// A broadcast arrived for `stream`; `payload` is encoded JSON.
     fn on_broadcast(&self, stream: &str, payload: &[u8]);
+
+    /// A message arrived on an internal channel (`action_cable/<identifier>`); `payload`
+    /// is exactly what was published (Rails: `{"type":"disconnect"}`, 7.1+ with
+    /// `"reconnect"`). The default ignores it: remote disconnects are wired by whoever
+    /// subscribes those channels.
+    fn on_internal(&self, stream: &str, payload: &[u8]) {
+        tracing::debug!(stream, bytes = payload.len(), "internal message ignored");
+    }
+}
+
+/// Whether the broker's backend is reachable, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerHealth {
+    /// Single node, in memory: nothing to reach.
+    Embedded,
+    /// Redis: `up` while both the publisher and the subscriber connection are ready.
+    Redis {
+        /// Both connections are ready.
+        up: bool,
+    },
 }
 
 /// A broker failure.
@@ -55,6 +89,11 @@ pub trait Broker: Send + Sync + 'static {
     /// # Errors
     /// When the backend fails.
     async fn unsubscribe(&self, stream: &str) -> Result<(), BrokerError>;
+
+    /// Whether the backend is reachable.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth::Embedded
+    }
 }
 
 /// A shared broker.

@@ -10,6 +10,11 @@
 //! - unless `strict` is set, a new subscriber first gets, on its own subscription only,
 //!   one `user_joined` per member already present, so the seed's unchanged Stimulus
 //!   controller shows the whole roster.
+//!
+//! A shared store (Redis) also finds membership changes nobody unsubscribed for: the
+//! users of a crashed node, stale members, users re-registered after Redis lost them.
+//! [`run_maintenance`] sweeps it periodically and broadcasts those as `user_left` /
+//! `user_joined`, naming the user from the [`ProfileSource`] (id only when unknown).
 
 use std::sync::Arc;
 
@@ -20,7 +25,7 @@ use serde_json::{Map, Value};
 use super::{ChannelError, Ctx, Performed, Subscription};
 use crate::auth::{ProfileSource, UserProfile};
 use crate::broker::SharedBroker;
-use crate::presence::{PresenceStore, UserId};
+use crate::presence::{ChangeKind, PresenceChange, PresenceStore, UserId};
 use crate::protocol::json;
 use crate::protocol::ChannelParams;
 
@@ -74,6 +79,76 @@ pub fn event_payload(action: &str, user_json: &[u8], member_ids: &[UserId]) -> B
     out.extend_from_slice(buf.format(member_ids.len()).as_bytes());
     out.push(b'}');
     Bytes::from(out)
+}
+
+/// Broadcasts one change found by a sweep to its room.
+///
+/// # Errors
+/// When the profile source or the broker fails.
+pub async fn broadcast_change(
+    change: &PresenceChange,
+    broker: &SharedBroker,
+    profiles: &dyn ProfileSource,
+) -> Result<(), ChannelError> {
+    let profile = match profiles.lookup(change.user).await? {
+        Some(p) => p,
+        None => Arc::new(UserProfile::new(change.user, None, None)),
+    };
+    let action = match change.kind {
+        ChangeKind::Joined => "user_joined",
+        ChangeKind::Left => "user_left",
+    };
+    let payload = event_payload(action, profile.json(), &change.member_ids);
+    broker.publish(&room_stream(&change.room), payload).await?;
+    Ok(())
+}
+
+/// Runs `store`'s sweeps until `shutdown`, every [`crate::presence::Maintenance`]
+/// interval and whenever the store asks (e.g. after a Redis reconnect), broadcasting
+/// every change found. Returns at once for a store that needs no maintenance.
+///
+/// Sweeps are skipped while the broker reports Redis down (or not yet re-subscribed):
+/// what they would announce could not reach this node's clients. A sweep also keeps the
+/// node alive, so a node cut off from Redis pub/sub for longer than its node TTL is
+/// counted as gone by the others (its users get `user_left`) and re-registers itself,
+/// with `user_joined`, when it is back.
+pub async fn run_maintenance(
+    store: Arc<dyn PresenceStore>,
+    broker: SharedBroker,
+    profiles: Arc<dyn ProfileSource>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(m) = store.maintenance() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(m.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = m.wake.notified() => {}
+        }
+        // While broadcasts cannot reach this node (Redis down, or back but not yet
+        // re-subscribed), what a sweep announces would be lost: wait. The broker wakes
+        // us once it has re-subscribed.
+        if matches!(
+            broker.health(),
+            crate::broker::BrokerHealth::Redis { up: false }
+        ) {
+            continue;
+        }
+        match store.sweep().await {
+            Ok(changes) => {
+                for change in &changes {
+                    if let Err(e) = broadcast_change(change, &broker, profiles.as_ref()).await {
+                        tracing::warn!(error = %e, room = %change.room, user = change.user, "presence change not broadcast");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence sweep failed, retrying next period"),
+        }
+    }
 }
 
 #[async_trait]

@@ -12,10 +12,16 @@
 //! - User ids are the Rails app's integer ids (the seed maps members with `to_i`).
 
 pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisStoreConfig};
 
 /// A Rails user id.
 pub type UserId = i64;
@@ -47,6 +53,39 @@ pub struct Leave {
     pub last: bool,
     /// The room's members after the leave, ascending.
     pub member_ids: Vec<UserId>,
+}
+
+/// Which way a [`PresenceChange`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The user became a member again (their subscriptions were re-registered after
+    /// Redis lost them): broadcast `user_joined`.
+    Joined,
+    /// The user's last subscription was removed by the sweeper (its node died) or a
+    /// stale member was dropped: broadcast `user_left`.
+    Left,
+}
+
+/// A membership change found by [`PresenceStore::sweep`], to broadcast to the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// Joined or left.
+    pub kind: ChangeKind,
+    /// The room.
+    pub room: String,
+    /// The user.
+    pub user: UserId,
+    /// The room's members after the change, ascending.
+    pub member_ids: Vec<UserId>,
+}
+
+/// How often [`PresenceStore::sweep`] wants to run, and what wakes it early.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// The period between two sweeps.
+    pub interval: Duration,
+    /// Notified when a sweep should run now (e.g. Redis just reconnected).
+    pub wake: Arc<Notify>,
 }
 
 /// A store failure (the Redis store can fail; the memory store cannot).
@@ -95,4 +134,25 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// # Errors
     /// When the backend fails.
     async fn members(&self, room: &str) -> Result<Vec<UserId>, PresenceError>;
+
+    /// Whether the store needs [`PresenceStore::sweep`] run periodically; `None` (the
+    /// default) when it does not.
+    fn maintenance(&self) -> Option<Maintenance> {
+        None
+    }
+
+    /// Periodic housekeeping: for a shared store, keeps this node alive, re-registers
+    /// its subscriptions if the backend lost them, and removes the subscriptions of
+    /// dead nodes and stale members. Returns the changes to broadcast. The default
+    /// does nothing.
+    ///
+    /// # Errors
+    /// When the backend fails; the next sweep tries again.
+    async fn sweep(&self) -> Result<Vec<PresenceChange>, PresenceError> {
+        Ok(Vec::new())
+    }
+
+    /// Called once on shutdown, after the connections have left: a shared store
+    /// announces that this node is gone. The default does nothing.
+    async fn close(&self) {}
 }

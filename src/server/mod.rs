@@ -24,12 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Authenticator, Pipeline, ProfileSource};
-use crate::broker::{BroadcastHandler, MemoryBroker, SharedBroker};
+use crate::broker::{
+    BroadcastHandler, BrokerHealth, MemoryBroker, RedisBroker, RedisBrokerConfig, SharedBroker,
+};
 use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
 use crate::config::{Checked, OriginPolicy};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, SharedMetrics};
-use crate::presence::{MemoryStore, PresenceStore};
+use crate::presence::{MemoryStore, PresenceStore, RedisStore, RedisStoreConfig};
 use crate::protocol::frames;
 
 /// Rails' heartbeat interval (`BEAT_INTERVAL`).
@@ -53,6 +55,9 @@ pub enum ServerError {
     /// Authentication cannot be set up (a key cannot be derived or read).
     #[error("authentication setup failed: {0}")]
     Auth(String),
+    /// Redis is unreachable or misconfigured at startup.
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 /// Builds the identification pipeline the configuration asks for.
@@ -181,6 +186,8 @@ pub struct App {
     pub presence: Arc<dyn PresenceStore>,
     /// The broker (exposed for tests and embedding: publish to reach subscribers).
     pub broker: SharedBroker,
+    /// Stops background work (presence sweeps).
+    background: CancellationToken,
 }
 
 fn now_unix() -> u64 {
@@ -203,6 +210,82 @@ impl App {
             metrics: metrics.clone(),
         })));
         let presence: Arc<dyn PresenceStore> = Arc::new(MemoryStore::new());
+        Self::assemble(cfg, metrics, hub, broker, presence)
+    }
+
+    /// Builds the application the configuration asks for: Redis mode when a Redis URL
+    /// is set, embedded otherwise.
+    ///
+    /// # Errors
+    /// When the users file cannot be loaded or Redis cannot be reached.
+    pub async fn from_config(cfg: &Checked) -> Result<App, ServerError> {
+        match cfg.raw.redis_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => Self::with_redis(cfg, url).await,
+            _ => Self::embedded(cfg),
+        }
+    }
+
+    /// Builds a fleet node: broadcasts through Redis pub/sub (Rails' channel names,
+    /// `--channel-prefix`), presence in Redis (the seed's keys), swept for dead nodes.
+    ///
+    /// # Errors
+    /// When the users file cannot be loaded or Redis cannot be reached.
+    pub async fn with_redis(cfg: &Checked, url: &str) -> Result<App, ServerError> {
+        let metrics: SharedMetrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(64));
+        let relay = Arc::new(HubRelay {
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+        });
+        let broker_cfg = RedisBrokerConfig {
+            url: url.to_owned(),
+            channel_prefix: cfg.raw.channel_prefix.clone(),
+        };
+        let redis_broker = RedisBroker::connect(broker_cfg, relay)
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
+        let node_id = cfg
+            .raw
+            .node_id
+            .clone()
+            .unwrap_or_else(crate::presence::redis::random_node_id);
+        let mut store_cfg = RedisStoreConfig::new(url, node_id);
+        store_cfg.node_ttl = Duration::from_secs_f64(cfg.raw.node_ttl);
+        let store = RedisStore::connect(store_cfg)
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
+        if let Some(m) = store.maintenance() {
+            // A sweep after a Redis restart broadcasts the restored members: only once
+            // this node receives broadcasts again.
+            redis_broker.notify_after_resubscribe(m.wake);
+        }
+        let broker: SharedBroker = Arc::new(redis_broker);
+        let presence: Arc<dyn PresenceStore> = Arc::new(store);
+        Self::assemble(cfg, metrics, hub, broker, presence)
+    }
+
+    /// `"embedded"` or `"redis"`.
+    pub fn mode(&self) -> &'static str {
+        match self.broker.health() {
+            BrokerHealth::Embedded => "embedded",
+            BrokerHealth::Redis { .. } => "redis",
+        }
+    }
+
+    /// Stops background work and tells a shared presence store this node is gone; run
+    /// after the connections have drained.
+    pub async fn stop(&self) {
+        self.background.cancel();
+        self.presence.close().await;
+    }
+
+    fn assemble(
+        cfg: &Checked,
+        metrics: SharedMetrics,
+        hub: Arc<Hub>,
+        broker: SharedBroker,
+        presence: Arc<dyn PresenceStore>,
+    ) -> Result<App, ServerError> {
         let profiles: Arc<dyn ProfileSource> = match &cfg.raw.users_file {
             Some(path) => {
                 let file = auth::profiles::UsersFile::load(path)?;
@@ -214,6 +297,15 @@ impl App {
         let authenticator: Arc<dyn Authenticator> =
             Arc::new(build_pipeline(cfg, profiles.clone())?);
 
+        let background = CancellationToken::new();
+        if presence.maintenance().is_some() {
+            tokio::spawn(crate::channels::presence::run_maintenance(
+                presence.clone(),
+                broker.clone(),
+                profiles.clone(),
+                background.clone(),
+            ));
+        }
         let mut registry = Registry::new();
         registry.register(
             "PresenceChannel",
@@ -258,6 +350,7 @@ impl App {
             ping_tx,
             presence,
             broker,
+            background,
         })
     }
 }
@@ -321,6 +414,8 @@ impl Server {
             );
         }
         pinger.abort();
+        app.background.cancel();
+        app.presence.close().await;
         tracing::info!("server stopped");
     }
 }

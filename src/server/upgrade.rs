@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{connection, State};
 use crate::auth::HandshakeRequest;
+use crate::broker::BrokerHealth;
 use crate::config::OriginPolicy;
 use crate::protocol::select_subprotocol;
 
@@ -77,10 +78,19 @@ pub fn origin_allowed(policy: &OriginPolicy, headers: &HeaderMap) -> bool {
     policy.allowed.iter().any(|rule| rule.matches(origin))
 }
 
+/// `/health`: always HTTP 200 while the process serves. A Redis outage makes it
+/// `"status":"degraded"` with `"redis":"down"`, not a 503: the outage hits every node
+/// alike, clients stay connected and local delivery goes on, so a load balancer taking
+/// the whole fleet out would only make it worse.
 fn health(state: &State) -> Response<Body> {
     let m = &state.metrics;
+    let (status, mode, redis) = match state.channels.broker.health() {
+        BrokerHealth::Embedded => ("ok", "embedded", ""),
+        BrokerHealth::Redis { up: true } => ("ok", "redis", ",\"redis\":\"up\""),
+        BrokerHealth::Redis { up: false } => ("degraded", "redis", ",\"redis\":\"down\""),
+    };
     let body = format!(
-        "{{\"status\":\"ok\",\"mode\":\"embedded\",\"connections\":{},\"subscriptions\":{},\"streams\":{},\"dev_auth\":{}}}",
+        "{{\"status\":\"{status}\",\"mode\":\"{mode}\"{redis},\"connections\":{},\"subscriptions\":{},\"streams\":{},\"dev_auth\":{}}}",
         m.open_connections(),
         m.live_subscriptions(),
         state.channels.hub.stream_count(),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -78,6 +80,10 @@ impl TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocable"))
             .args(&args)
             .env("RUST_LOG", "ferrocable=debug")
+            // Redis mode only when a test asks for it with --redis-url.
+            .env_remove("REDIS_URL")
+            .env_remove("FERROCABLE_CHANNEL_PREFIX")
+            .env_remove("FERROCABLE_NODE_ID")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -286,8 +292,11 @@ impl CableClient {
 
     /// The next thing seen, skipping pings and WebSocket control frames.
     pub async fn next(&mut self) -> Seen {
+        // One deadline for the whole wait: the server pings every 3 s, so a per-frame
+        // timeout would never fire.
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("an event in time");
             match msg {
