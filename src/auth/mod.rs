@@ -18,6 +18,7 @@
 pub mod dev;
 pub mod identify;
 pub mod jwt;
+pub mod profile_cache;
 pub mod profiles;
 pub mod rails;
 
