@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod profile_cache;
 pub mod profiles;
 pub mod rails;
+pub mod sql;
 
 use std::fmt;
 use std::net::SocketAddr;
