@@ -15,7 +15,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::auth::jwt::{JwtAlgorithm, JwtConfig};
+use crate::auth::profile_cache::CacheConfig;
 use crate::auth::rails::{CipherMode, DigestMode, RailsSecrets, Serializer};
+use crate::auth::sql::DatabaseConfig;
 use crate::channels::StreamChannelSpec;
 
 /// ferrocable: a standalone Action Cable server for Rails apps.
@@ -133,6 +135,35 @@ pub struct Config {
     /// user with null name and avatar_url.
     #[arg(long, env = "FERROCABLE_USERS_FILE")]
     pub users_file: Option<PathBuf>,
+
+    /// Where user profiles come from: `auto` (the database if --database-url is set,
+    /// else the users file if set, else every id is a user with null name and
+    /// avatar_url), `database`, `users-file` or `id-only`. `database` also falls back to
+    /// Rails' own `DATABASE_URL`; `auto` never reads it, so a ferrocable started in the
+    /// app's environment does not query the app's database unless told to.
+    #[arg(long, env = "FERROCABLE_PROFILE_SOURCE", default_value = "auto")]
+    pub profile_source: ProfileSourceArg,
+
+    /// The Rails app's database, queried for user profiles: `postgres://…`,
+    /// `mysql://…` (also Rails' `mysql2://`, `trilogy://`, and `mariadb://`) or
+    /// `sqlite:path` (also `sqlite3:path`). Users without a row are refused.
+    #[arg(long, env = "FERROCABLE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// The profile query; its one parameter is the user id, and it returns columns
+    /// `id`, and optionally `name` and `avatar_url`. Default: `SELECT id, name,
+    /// avatar_url FROM users WHERE id = $1` (`?` instead of `$1` on MySQL and SQLite).
+    #[arg(long, env = "FERROCABLE_PROFILE_QUERY")]
+    pub profile_query: Option<String>,
+
+    /// Users whose database profiles are cached; 0 turns the cache off.
+    #[arg(long, env = "FERROCABLE_PROFILE_CACHE_SIZE", default_value_t = 10_000)]
+    pub profile_cache_size: usize,
+
+    /// Seconds a cached database profile is served (an unknown user: at most 5
+    /// seconds); 0 turns the cache off.
+    #[arg(long, env = "FERROCABLE_PROFILE_CACHE_TTL", default_value_t = 60)]
+    pub profile_cache_ttl: u64,
 
     /// A TOML file declaring stream channels (`[[channels]]` with name, stream,
     /// actions), e.g. a `ChatChannel`.
@@ -295,6 +326,31 @@ impl IdentifierSpec {
     }
 }
 
+/// `--profile-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileSourceArg {
+    /// The database if configured, else the users file if given, else id only.
+    Auto,
+    /// The database (`--database-url`, else Rails' `DATABASE_URL`).
+    Database,
+    /// The users file.
+    UsersFile,
+    /// Every id is a user; name and avatar_url are null.
+    IdOnly,
+}
+
+/// Where user profiles come from, as configured.
+#[derive(Debug, Clone)]
+pub enum ProfileSpec {
+    /// The app's database (boxed: its connect options are large, the other variants
+    /// small).
+    Database(Box<DatabaseConfig>),
+    /// A users file.
+    UsersFile(PathBuf),
+    /// Every id is a user.
+    IdOnly,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -362,6 +418,10 @@ pub struct Checked {
     pub rails: Option<RailsSecrets>,
     /// JWT settings, when a key is set.
     pub jwt: Option<JwtConfig>,
+    /// Where user profiles come from.
+    pub profiles: ProfileSpec,
+    /// The cache in front of database profiles.
+    pub profile_cache: CacheConfig,
 }
 
 /// A configuration value is invalid.
@@ -412,6 +472,9 @@ pub enum ConfigError {
     /// The node id has characters our Redis keys cannot hold.
     #[error("--node-id must be letters, digits, '.', '_', '-' or ':', got {0:?}")]
     BadNodeId(String),
+    /// The profile source is misconfigured (a bad database URL, a missing file flag).
+    #[error("profiles: {0}")]
+    Profiles(String),
 }
 
 impl Config {
@@ -454,6 +517,47 @@ impl Config {
             audience: None,
             issuer: None,
         }))
+    }
+
+    /// Where profiles come from; `rails_database_url` reads Rails' `DATABASE_URL`, and
+    /// is asked only for `--profile-source database` without `--database-url`.
+    fn profile_spec(
+        &self,
+        rails_database_url: impl FnOnce() -> Option<String>,
+    ) -> Result<ProfileSpec, ConfigError> {
+        let database = |flag: &str, url: &str| {
+            DatabaseConfig::parse(url, self.profile_query.as_deref())
+                .map(|db| ProfileSpec::Database(Box::new(db)))
+                .map_err(|e| ConfigError::Profiles(format!("{flag}: {e}")))
+        };
+        let spec = match (self.profile_source, &self.database_url, &self.users_file) {
+            (ProfileSourceArg::Auto | ProfileSourceArg::Database, Some(url), _) => {
+                database("--database-url", &url.0)?
+            }
+            (ProfileSourceArg::Database, None, _) => match rails_database_url() {
+                Some(url) => database("DATABASE_URL", &url)?,
+                None => {
+                    return Err(ConfigError::Profiles(
+                        "--profile-source database needs --database-url (FERROCABLE_DATABASE_URL) or Rails' DATABASE_URL".into(),
+                    ))
+                }
+            },
+            (ProfileSourceArg::Auto | ProfileSourceArg::UsersFile, _, Some(path)) => {
+                ProfileSpec::UsersFile(path.clone())
+            }
+            (ProfileSourceArg::UsersFile, _, None) => {
+                return Err(ConfigError::Profiles(
+                    "--profile-source users-file needs --users-file".into(),
+                ))
+            }
+            (ProfileSourceArg::Auto | ProfileSourceArg::IdOnly, _, _) => ProfileSpec::IdOnly,
+        };
+        if self.profile_query.is_some() && !matches!(spec, ProfileSpec::Database(_)) {
+            return Err(ConfigError::Profiles(
+                "--profile-query is set but profiles do not come from a database".into(),
+            ));
+        }
+        Ok(spec)
     }
 
     /// Parses flags and environment, exiting with a usage message on bad syntax.
@@ -588,7 +692,14 @@ impl Config {
                 "--identifiers has jwt but no --jwt-secret or --jwt-public-key-file".into(),
             ));
         }
+        let profiles = self.profile_spec(|| std::env::var("DATABASE_URL").ok())?;
+        let profile_cache = CacheConfig::new(
+            self.profile_cache_size,
+            Duration::from_secs(self.profile_cache_ttl),
+        );
         Ok(Checked {
+            profiles,
+            profile_cache,
             identifiers,
             rails,
             jwt,
@@ -664,6 +775,68 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("unsupported algorithm"), "{e}");
+    }
+
+    #[test]
+    fn profiles_come_from_the_database_then_the_file_then_ids() {
+        let spec = |args: &[&str], rails: Option<&str>| {
+            parse(args).profile_spec(|| rails.map(str::to_owned))
+        };
+        let both = [
+            "--database-url",
+            "postgres://h/db",
+            "--users-file",
+            "u.json",
+        ];
+        assert!(matches!(spec(&both, None), Ok(ProfileSpec::Database(_))));
+        assert!(matches!(
+            spec(&["--users-file", "u.json"], Some("postgres://h/db")),
+            Ok(ProfileSpec::UsersFile(_))
+        ));
+        assert!(
+            matches!(spec(&[], Some("postgres://h/db")), Ok(ProfileSpec::IdOnly)),
+            "auto never reads DATABASE_URL"
+        );
+        let Ok(ProfileSpec::Database(db)) = spec(
+            &["--profile-source", "database"],
+            Some("mysql2://root@h/app"),
+        ) else {
+            panic!("database reads DATABASE_URL")
+        };
+        assert!(db.query.ends_with("WHERE id = ?"));
+        assert!(spec(&["--profile-source", "database"], None).is_err());
+        assert!(spec(&["--profile-source", "users-file"], None).is_err());
+        assert!(matches!(
+            spec(
+                &["--profile-source", "id-only", "--users-file", "u.json"],
+                None
+            ),
+            Ok(ProfileSpec::IdOnly)
+        ));
+        let e = spec(&["--profile-query", "SELECT 1"], None).unwrap_err();
+        assert!(e.to_string().contains("--profile-query"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_named_before_anything_connects() {
+        let e = parse(&["--database-url", "redis://h"]).check().unwrap_err();
+        assert!(
+            e.to_string().contains("--database-url")
+                && e.to_string().contains("unsupported database URL scheme"),
+            "{e}"
+        );
+        let e = parse(&["--database-url", "postgres://u:pw@h:port/db"])
+            .check()
+            .unwrap_err();
+        assert!(!e.to_string().contains("pw@"), "{e}");
+        let c = parse(&["--database-url", "sqlite:x.db", "--profile-cache-ttl", "0"])
+            .check()
+            .expect("valid");
+        assert!(!c.profile_cache.enabled());
+        assert!(
+            !format!("{:?}", c.raw).contains("x.db"),
+            "the URL is redacted in Debug"
+        );
     }
 
     #[test]

@@ -18,8 +18,10 @@
 pub mod dev;
 pub mod identify;
 pub mod jwt;
+pub mod profile_cache;
 pub mod profiles;
 pub mod rails;
+pub mod sql;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -75,6 +75,9 @@ pub enum ProfileError {
         /// What is wrong.
         why: String,
     },
+    /// The profile database failed or is misconfigured (the text never holds a password).
+    #[error("profile database: {0}")]
+    Database(String),
 }
 
 /// Where profiles come from.
@@ -85,6 +88,15 @@ pub trait ProfileSource: Send + Sync + 'static {
     /// # Errors
     /// When the source itself fails.
     async fn lookup(&self, id: i64) -> Result<Option<Arc<UserProfile>>, ProfileError>;
+
+    /// Checks that the source can answer (connects, prepares its query), once, before
+    /// the server binds. In-memory sources have nothing to check.
+    ///
+    /// # Errors
+    /// When the source is unusable; the server then does not start.
+    async fn check(&self) -> Result<(), ProfileError> {
+        Ok(())
+    }
 }
 
 /// Every id is a user; name and avatar_url are null.

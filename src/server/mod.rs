@@ -28,7 +28,7 @@ use crate::broker::{
     BroadcastHandler, BrokerHealth, MemoryBroker, RedisBroker, RedisBrokerConfig, SharedBroker,
 };
 use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
-use crate::config::{Checked, OriginPolicy};
+use crate::config::{Checked, OriginPolicy, ProfileSpec};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::presence::{MemoryStore, PresenceStore, RedisStore, RedisStoreConfig};
@@ -49,7 +49,7 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The users file is unusable.
+    /// The profile source is unusable (a users file, the database).
     #[error(transparent)]
     Profiles(#[from] auth::ProfileError),
     /// Authentication cannot be set up (a key cannot be derived or read).
@@ -188,6 +188,8 @@ pub struct App {
     pub broker: SharedBroker,
     /// Stops background work (presence sweeps).
     background: CancellationToken,
+    /// Where user profiles come from.
+    pub profiles: Arc<dyn ProfileSource>,
 }
 
 fn now_unix() -> u64 {
@@ -201,7 +203,7 @@ impl App {
     /// Builds the embedded (single-node, in-memory) application from a checked config.
     ///
     /// # Errors
-    /// When the users file cannot be loaded.
+    /// When the users file cannot be loaded or the database URL cannot be used.
     pub fn embedded(cfg: &Checked) -> Result<App, ServerError> {
         let metrics: SharedMetrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(64));
@@ -286,13 +288,15 @@ impl App {
         broker: SharedBroker,
         presence: Arc<dyn PresenceStore>,
     ) -> Result<App, ServerError> {
-        let profiles: Arc<dyn ProfileSource> = match &cfg.raw.users_file {
-            Some(path) => {
+        let profiles: Arc<dyn ProfileSource> = match &cfg.profiles {
+            // Connects lazily; `Server::bind` checks it answers before binding.
+            ProfileSpec::Database(db) => auth::sql::cached_source(db, cfg.profile_cache)?,
+            ProfileSpec::UsersFile(path) => {
                 let file = auth::profiles::UsersFile::load(path)?;
                 tracing::info!(path = %path.display(), users = file.len(), "users file loaded");
                 Arc::new(file)
             }
-            None => Arc::new(auth::profiles::IdOnly),
+            ProfileSpec::IdOnly => Arc::new(auth::profiles::IdOnly),
         };
         let authenticator: Arc<dyn Authenticator> =
             Arc::new(build_pipeline(cfg, profiles.clone())?);
@@ -312,7 +316,7 @@ impl App {
             Arc::new(PresenceChannel::new(
                 presence.clone(),
                 broker.clone(),
-                profiles,
+                profiles.clone(),
                 cfg.raw.strict_presence,
             )),
         );
@@ -351,6 +355,7 @@ impl App {
             presence,
             broker,
             background,
+            profiles,
         })
     }
 }
@@ -363,11 +368,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address.
+    /// Checks that the profile source answers, then binds the configured address.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When the profile source is unusable or the address cannot be bound.
     pub async fn bind(cfg: &Checked, app: App) -> Result<Server, ServerError> {
+        app.profiles.check().await?;
         let listener = TcpListener::bind(cfg.addr)
             .await
             .map_err(|source| ServerError::Bind {
