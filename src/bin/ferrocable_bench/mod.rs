@@ -1,0 +1,237 @@
+//! The generator's command line and the pieces every mode shares.
+
+mod broadcast;
+mod cable;
+mod connect;
+mod presence;
+mod redis;
+mod shards;
+mod stats;
+mod ws;
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use cable::{ClientConfig, Failure};
+use shards::Shards;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrocable-bench",
+    about = "Action Cable load generator (loopback only); prints one JSON line of results"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Open N clients at a rate, hold them, report connect latency and server RSS per
+    /// connection.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: connect::Args,
+    },
+    /// N subscribers on one stream, M timestamped broadcasts: per-delivery latency,
+    /// time to all, deliveries/s, lost, duplicates.
+    Broadcast {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: broadcast::Args,
+    },
+    /// Raise the broadcast rate step by step until loss or latency explodes.
+    FanoutCeiling {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: broadcast::CeilingArgs,
+    },
+    /// Clients joining and leaving PresenceChannel rooms; join -> user_joined latency
+    /// seen by the other members, lost and duplicated events.
+    PresenceChurn {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: presence::Args,
+    },
+}
+
+/// Flags every mode takes.
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// The server's cable URL (ws://, loopback addresses only).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/cable")]
+    url: String,
+    /// Spread clients over source addresses 127.0.0.1..127.0.0.K (Linux's port search
+    /// slows down past ~14k connections from one address).
+    #[arg(long, default_value_t = 1)]
+    source_ips: u8,
+    /// Worker threads, each with its own current-thread runtime (default: CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Hard bound on the run; phases stop early and report `"truncated":true`.
+    #[arg(long, default_value_t = 120)]
+    max_seconds: u64,
+    /// The server's pid, to read its CPU time and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Development auth query parameter carrying the user id (empty: none).
+    #[arg(long, default_value = "user_id")]
+    user_param: String,
+    /// User id of the first client; client i is user first_user + i.
+    #[arg(long, default_value_t = 1)]
+    first_user: u64,
+    /// Bound on each client step (TCP connect, upgrade, welcome, confirm), in ms.
+    #[arg(long, default_value_t = 10_000)]
+    step_timeout_ms: u64,
+}
+
+/// What a mode gets to run with.
+pub struct Ctx {
+    /// Client settings.
+    pub client: ClientConfig,
+    /// Worker runtimes.
+    pub shards: Shards,
+    /// For /proc readings.
+    pub server_pid: Option<u32>,
+    /// Client i is user `first_user + i`.
+    pub first_user: u64,
+    /// When the run must end.
+    pub deadline: Instant,
+}
+
+impl Ctx {
+    /// Time left before the deadline.
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Counts failures by kind, as a JSON object.
+pub fn failures_json(f: &std::collections::BTreeMap<Failure, u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in f {
+        m.insert(k.name().to_owned(), json!(v));
+    }
+    Value::Object(m)
+}
+
+static PRINTED: AtomicBool = AtomicBool::new(false);
+
+fn print_once(v: &Value) {
+    if !PRINTED.swap(true, Ordering::SeqCst) {
+        println!("{v}");
+    }
+}
+
+/// Entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, common) = match &cli.mode {
+        Mode::Connect { common, .. } => ("connect", common),
+        Mode::Broadcast { common, .. } => ("broadcast", common),
+        Mode::FanoutCeiling { common, .. } => ("fanout-ceiling", common),
+        Mode::PresenceChurn { common, .. } => ("presence-churn", common),
+    };
+    stats::now_ns(); // start the shared clock
+    let fail = |e: String| {
+        print_once(&json!({"mode": name, "error": e}));
+        ExitCode::FAILURE
+    };
+    let target = match ws::Target::parse(&common.url) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if common.source_ips == 0 {
+        return fail("--source-ips must be at least 1".into());
+    }
+    let nofile = stats::raise_nofile();
+    let threads = common.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let sources: Vec<IpAddr> = if target.addr.is_ipv4() {
+        (1..=common.source_ips)
+            .map(|k| IpAddr::from([127, 0, 0, k]))
+            .collect()
+    } else {
+        vec![target.addr.ip()]
+    };
+
+    // The watchdog: whatever happens, the process ends soon after --max-seconds.
+    let max = Duration::from_secs(common.max_seconds);
+    let mode_name = name.to_owned();
+    std::thread::spawn(move || {
+        std::thread::sleep(max + Duration::from_secs(15));
+        print_once(
+            &json!({"mode": mode_name, "error": "watchdog: run exceeded --max-seconds + 15 s"}),
+        );
+        std::process::exit(3);
+    });
+
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    let result = rt.block_on(async {
+        let ctx = Ctx {
+            client: ClientConfig {
+                target: target.clone(),
+                user_param: common.user_param.clone(),
+                sources: Arc::new(sources),
+                step_timeout: Duration::from_millis(common.step_timeout_ms),
+            },
+            shards: Shards::start(threads),
+            server_pid: common.server_pid,
+            first_user: common.first_user,
+            deadline: Instant::now() + max,
+        };
+        let r = match &cli.mode {
+            Mode::Connect { args, .. } => connect::run(&ctx, args).await,
+            Mode::Broadcast { args, .. } => broadcast::run(&ctx, args).await,
+            Mode::FanoutCeiling { args, .. } => broadcast::ceiling(&ctx, args).await,
+            Mode::PresenceChurn { args, .. } => presence::run(&ctx, args).await,
+        };
+        // Connections close as the shards stop.
+        drop(ctx);
+        r
+    });
+    match result {
+        Ok(body) => {
+            let mut out = json!({
+                "mode": name,
+                "url": common.url,
+                "threads": threads,
+                "source_ips": common.source_ips,
+                "nofile_limit": nofile,
+            });
+            if let (Value::Object(o), Value::Object(b)) = (&mut out, body) {
+                o.extend(b);
+            }
+            print_once(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Logs progress to stderr.
+macro_rules! progress {
+    ($($t:tt)*) => { eprintln!("[ferrocable-bench] {}", format_args!($($t)*)) };
+}
+pub(crate) use progress;

@@ -1,0 +1,177 @@
+//! Smoke test of the load generator: each `ferrocable-bench` mode against a real
+//! server with a handful of clients for a second or two. Checks that the one JSON
+//! line parses and that nothing was lost; it asserts no speed (see BENCHMARKS.md).
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{TestServer, CHANNELS_TOML};
+
+/// A server with development auth, any user id, and the declared ChatChannel.
+fn server() -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let channels = dir.path().join("channels.toml");
+    std::fs::write(&channels, CHANNELS_TOML).expect("write channels");
+    let args = [
+        "--port",
+        "0",
+        "--dev-user-param",
+        "user_id",
+        "--channels-file",
+        &channels.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    TestServer::start_with_args(dir, args)
+}
+
+/// Runs the generator and returns its JSON line (and whether it exited 0).
+fn bench(args: &[&str]) -> (Value, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocable-bench"))
+        .args(args)
+        .output()
+        .expect("run ferrocable-bench");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 stdout");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one line on stdout, got {stdout:?}; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("the line is JSON");
+    (v, out.status.success())
+}
+
+fn url(server: &TestServer) -> String {
+    server.url("")
+}
+
+#[test]
+fn connect_holds_every_client() {
+    let s = server();
+    let (v, ok) = bench(&[
+        "connect",
+        "--url",
+        &url(&s),
+        "--n",
+        "20",
+        "--rate",
+        "200",
+        "--hold",
+        "0.5",
+        "--source-ips",
+        "2",
+        "--identifier",
+        r#"{"channel":"PresenceChannel","room_id":"{room}"}"#,
+        "--room-size",
+        "5",
+        "--max-seconds",
+        "20",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["mode"], "connect");
+    assert_eq!(v["established"], 20, "{v}");
+    assert_eq!(v["held_alive_at_end"], 20, "{v}");
+    assert_eq!(v["connect_to_confirm"]["count"], 20, "{v}");
+    assert_eq!(v["failures"], serde_json::json!({}), "{v}");
+}
+
+#[test]
+fn broadcast_delivers_everything_once() {
+    let s = server();
+    let (v, ok) = bench(&[
+        "broadcast",
+        "--url",
+        &url(&s),
+        "--n",
+        "20",
+        "--m",
+        "5",
+        "--rate",
+        "50",
+        "--max-seconds",
+        "20",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["subscribers_ready"], 20, "{v}");
+    assert_eq!(v["expected"], 100, "{v}");
+    assert_eq!(v["delivered"], 100, "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["latency"]["count"], 100, "{v}");
+    assert_eq!(v["time_to_all"]["count"], 5, "{v}");
+    assert!(v["cpu"]["gen_cpu_us_per_delivery"].is_number(), "{v}");
+}
+
+#[test]
+fn fanout_ceiling_runs_bounded_steps() {
+    let s = server();
+    let (v, ok) = bench(&[
+        "fanout-ceiling",
+        "--url",
+        &url(&s),
+        "--n",
+        "10",
+        "--start-rate",
+        "20",
+        "--step-seconds",
+        "0.5",
+        "--max-steps",
+        "2",
+        "--max-seconds",
+        "20",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["stopped_by"], "max_steps", "{v}");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{v}");
+    for step in steps {
+        assert_eq!(step["lost"], 0, "{v}");
+        assert_eq!(step["duplicates"], 0, "{v}");
+    }
+}
+
+#[test]
+fn presence_churn_sees_each_join_and_leave_once() {
+    let s = server();
+    let (v, ok) = bench(&[
+        "presence-churn",
+        "--url",
+        &url(&s),
+        "--rooms",
+        "2",
+        "--clients",
+        "12",
+        "--observers-per-room",
+        "2",
+        "--duration",
+        "1.5",
+        "--hold-ms",
+        "100",
+        "--gap-ms",
+        "50",
+        "--max-seconds",
+        "20",
+    ]);
+    assert!(ok, "{v}");
+    assert!(v["joins"].as_u64().expect("joins") > 0, "{v}");
+    assert_eq!(v["joins"], v["leaves"], "{v}");
+    assert_eq!(v["observers_alive"], 4, "{v}");
+    assert_eq!(v["barriers_missed"], 0, "{v}");
+    assert_eq!(v["expected_events"], v["observed_events"], "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+}
+
+#[test]
+fn refuses_non_loopback_targets() {
+    let (v, ok) = bench(&["connect", "--url", "ws://192.0.2.1:8080/cable", "--n", "1"]);
+    assert!(!ok);
+    assert!(
+        v["error"].as_str().expect("error").contains("loopback"),
+        "{v}"
+    );
+}
