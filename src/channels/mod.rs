@@ -10,8 +10,9 @@
 //! 2. an identifier that is not a JSON object with a `channel` is ignored and logged,
 //!    as in Rails; an unknown channel gets `reject_subscription` (Rails stays silent);
 //! 3. the channel accepts (naming its streams) or rejects;
-//! 4. the streams are added to the hub and, on their first local subscriber, to the
-//!    broker, which returns once they are live;
+//! 4. the streams are added to the hub and to the broker (which reference-counts
+//!    them: one backend subscription per stream per node) and returns once they are
+//!    live;
 //! 5. `confirm_subscription` is queued, then [`Subscription::confirmed`] runs (presence
 //!    joins here, so the joiner's own `user_joined` always follows its confirm).
 //!
@@ -20,7 +21,8 @@
 //!
 //! # Invariants
 //! - One connection's commands run one at a time, in order (the connection awaits each).
-//! - A stream is in the broker exactly while the hub has a local subscriber for it.
+//! - Every hub entry is matched by exactly one broker subscribe and one unsubscribe,
+//!   so the broker's count is the number of local subscriptions to the stream.
 
 pub mod presence;
 pub mod streams;
@@ -278,15 +280,19 @@ impl Subscriptions {
             }
         };
         for (i, stream) in sub.streams().iter().enumerate() {
-            if channels.hub.subscribe(stream, &identifier, &self.conn) {
-                if let Err(e) = channels.broker.subscribe(stream).await {
-                    tracing::error!(error = %e, stream = %stream, "broker subscribe failed");
-                    for s in &sub.streams()[..=i] {
-                        self.remove_stream(channels, s, &identifier).await;
-                    }
-                    self.send(frames::reject(&identifier));
-                    return CommandOutcome::Rejected("backend failure");
+            channels.hub.subscribe(stream, &identifier, &self.conn);
+            // Every subscriber asks the broker, which counts references: a second
+            // subscriber then also waits until the first one's SUBSCRIBE is live.
+            if let Err(e) = channels.broker.subscribe(stream).await {
+                tracing::error!(error = %e, stream = %stream, "broker subscribe failed");
+                channels
+                    .hub
+                    .unsubscribe(stream, &identifier, self.conn.id());
+                for s in &sub.streams()[..i] {
+                    self.remove_stream(channels, s, &identifier).await;
                 }
+                self.send(frames::reject(&identifier));
+                return CommandOutcome::Rejected("backend failure");
             }
         }
         self.send(frames::confirm(&identifier));
@@ -298,10 +304,9 @@ impl Subscriptions {
     }
 
     async fn remove_stream(&self, channels: &Channels, stream: &str, identifier: &Identifier) {
-        if channels.hub.unsubscribe(stream, identifier, self.conn.id()) {
-            if let Err(e) = channels.broker.unsubscribe(stream).await {
-                tracing::warn!(error = %e, stream = %stream, "broker unsubscribe failed");
-            }
+        channels.hub.unsubscribe(stream, identifier, self.conn.id());
+        if let Err(e) = channels.broker.unsubscribe(stream).await {
+            tracing::warn!(error = %e, stream = %stream, "broker unsubscribe failed");
         }
     }
 

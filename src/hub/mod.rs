@@ -7,8 +7,9 @@
 //!   connection is closed as a slow client (its writer sends `slow_client` with
 //!   `reconnect: true`) and the broadcast goes on to everybody else.
 //! - [`Hub::subscribe`] reports the first local subscriber of a stream and
-//!   [`Hub::unsubscribe`] the last, so the broker can reference-count its own
-//!   subscriptions (one Redis SUBSCRIBE per stream per node).
+//!   [`Hub::unsubscribe`] the last (the broker keeps its own reference count).
+//! - Connections are also indexed by Rails connection identifier, so a remote
+//!   disconnect closes all of a user's local connections.
 //! - Streams are sharded by name hash; a shard lock is held only for map work and the
 //!   non-blocking `try_send`s of one broadcast.
 
@@ -210,6 +211,9 @@ pub struct FanOut {
 pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Connections by Rails connection identifier (`current_user.to_gid_param`), for
+    /// remote disconnects.
+    identified: parking_lot::Mutex<HashMap<Arc<str>, Vec<ConnHandle>>>,
 }
 
 impl Hub {
@@ -221,6 +225,7 @@ impl Hub {
         Hub {
             shards,
             hasher: std::collections::hash_map::RandomState::new(),
+            identified: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -294,6 +299,48 @@ impl Hub {
             }
         }
         out
+    }
+
+    /// Records `conn` under its Rails connection identifier. Returns true for the
+    /// identifier's first local connection (the broker then subscribes its internal
+    /// channel).
+    pub fn identify(&self, identifier: &str, conn: &ConnHandle) -> bool {
+        let mut map = self.identified.lock();
+        let first = !map.contains_key(identifier);
+        map.entry(Arc::from(identifier))
+            .or_default()
+            .push(conn.clone());
+        first
+    }
+
+    /// Forgets `conn`. Returns true when the identifier has no local connection left.
+    pub fn forget(&self, identifier: &str, conn: ConnId) -> bool {
+        let mut map = self.identified.lock();
+        let Some(conns) = map.get_mut(identifier) else {
+            return false;
+        };
+        conns.retain(|c| c.id != conn);
+        if conns.is_empty() {
+            map.remove(identifier);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Closes every local connection of `identifier` (a remote disconnect); returns
+    /// how many.
+    pub fn close_identified(&self, identifier: &str, how: Closing) -> usize {
+        let conns: Vec<ConnHandle> = self
+            .identified
+            .lock()
+            .get(identifier)
+            .cloned()
+            .unwrap_or_default();
+        for c in &conns {
+            c.close(how);
+        }
+        conns.len()
     }
 
     /// Number of streams with at least one local subscriber.
@@ -397,6 +444,25 @@ mod tests {
         assert_eq!(fast.take_now(&mut got), 2);
         slow.shut_outbox();
         assert_eq!(slow.send_text(Bytes::new()), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn remote_disconnect_closes_every_connection_of_the_identifier() {
+        let hub = Hub::new(1);
+        let (a, b, other) = (
+            Connection::new(1, 1),
+            Connection::new(2, 1),
+            Connection::new(3, 1),
+        );
+        assert!(hub.identify("gid1", &a));
+        assert!(!hub.identify("gid1", &b));
+        assert!(hub.identify("gid2", &other));
+        assert_eq!(hub.close_identified("gid1", Closing::Close(1000)), 2);
+        assert!(a.closing().is_cancelled() && b.closing().is_cancelled());
+        assert!(!other.closing().is_cancelled());
+        assert!(!hub.forget("gid1", 1));
+        assert!(hub.forget("gid1", 2));
+        assert_eq!(hub.close_identified("gid1", Closing::Close(1000)), 0);
     }
 
     #[test]

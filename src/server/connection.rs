@@ -186,13 +186,26 @@ async fn serve(
     tracing::Span::current().record("user", identity.user_id);
     tracing::debug!(via = identity.via, "connection authenticated");
 
+    let conn = Connection::new(id, state.outbox_capacity);
+    // As Rails does before the welcome: listen on the connection's internal channel
+    // (`action_cable/<gid>`) for remote disconnects.
+    let internal = identity.connection_identifier.clone();
+    if let Some(gid) = &internal {
+        if state.channels.hub.identify(gid, &conn) {
+            let channel = format!("{}{gid}", crate::broker::INTERNAL_PREFIX);
+            if let Err(e) = state.channels.broker.subscribe(&channel).await {
+                tracing::warn!(error = %e, "cannot listen for remote disconnects");
+            }
+        }
+    }
+
     let mut welcome = Vec::with_capacity(frames::WELCOME.len() + 2);
     frame::encode(&mut welcome, Opcode::Text, frames::WELCOME);
     if !write_bounded(&mut wr, &welcome).await {
+        forget_internal(&state, internal.as_deref(), id).await;
         return;
     }
 
-    let conn = Connection::new(id, state.outbox_capacity);
     let mut ping = state.ping.clone();
     // Only pings sent from now on; the first comes within one interval.
     ping.borrow_and_update();
@@ -201,6 +214,7 @@ async fn serve(
     let mut subs = Subscriptions::new(conn.clone(), identity, state.max_subscriptions);
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
     let why = match conn.closing_how() {
+        Some(Closing::Close(1000)) => Some("remote"),
         Some(Closing::Close(1007)) => Some("invalid_utf8"),
         Some(Closing::Close(1009)) => Some("message_too_large"),
         Some(Closing::Close(_)) => Some("protocol_error"),
@@ -226,6 +240,7 @@ async fn serve(
     let held = subs.len();
     Box::pin(subs.clear(&state.channels)).await;
     state.metrics.subscriptions_changed(-(held as i64));
+    forget_internal(&state, internal.as_deref(), id).await;
     let mut writer = writer;
     // After a client close the writer ends by itself once the echo is out.
     if !client_closed
@@ -243,6 +258,17 @@ async fn serve(
     }
     conn.shut_outbox();
     tracing::debug!("connection closed");
+}
+
+/// Stops listening for remote disconnects of `gid` when this was its last connection.
+async fn forget_internal(state: &State, gid: Option<&str>, id: u64) {
+    let Some(gid) = gid else { return };
+    if state.channels.hub.forget(gid, id) {
+        let channel = format!("{}{gid}", crate::broker::INTERNAL_PREFIX);
+        if let Err(e) = state.channels.broker.unsubscribe(&channel).await {
+            tracing::debug!(error = %e, "unsubscribe of the internal channel failed");
+        }
+    }
 }
 
 /// Reads and runs commands until the connection ends. Returns true when the client

@@ -147,6 +147,34 @@ impl BroadcastHandler for HubRelay {
         let fan = self.hub.broadcast(stream, payload);
         self.metrics.broadcast(stream, fan.delivered);
     }
+
+    /// `ActionCable.server.remote_connections.where(…).disconnect`: Rails 6.1 publishes
+    /// `{"type":"disconnect"}` and closes with no frame; 7.1+ adds `"reconnect"` and
+    /// sends `{"type":"disconnect","reason":"remote","reconnect":…}` first. We do what
+    /// the message's shape asks for.
+    fn on_internal(&self, stream: &str, payload: &[u8]) {
+        let Some(identifier) = stream.strip_prefix(crate::broker::INTERNAL_PREFIX) else {
+            return;
+        };
+        let Ok(serde_json::Value::Object(msg)) =
+            serde_json::from_slice::<serde_json::Value>(payload)
+        else {
+            tracing::warn!(stream, "internal message is not a JSON object, ignored");
+            return;
+        };
+        if msg.get("type").and_then(|t| t.as_str()) != Some("disconnect") {
+            tracing::info!(stream, "internal message of unknown type ignored");
+            return;
+        }
+        let how = match msg.get("reconnect") {
+            None => crate::hub::Closing::Close(1000),
+            Some(v) => crate::hub::Closing::Disconnect(crate::protocol::DisconnectReason::Remote {
+                reconnect: v.as_bool().unwrap_or(true),
+            }),
+        };
+        let n = self.hub.close_identified(identifier, how);
+        tracing::info!(identifier, connections = n, "remote disconnect");
+    }
 }
 
 /// Everything a connection needs, shared.
