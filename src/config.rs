@@ -130,6 +130,11 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_GLOBALID_MODEL", default_value = "User")]
     pub globalid_model: String,
 
+    /// `config.turbo.signed_stream_verifier_key`, when the app sets one. Otherwise
+    /// `Turbo::StreamsChannel` derives it from `secret_key_base`, as turbo-rails does.
+    #[arg(long, env = "FERROCABLE_TURBO_VERIFIER_KEY", hide_env_values = true)]
+    pub turbo_verifier_key: Option<Secret>,
+
     /// A users file (JSON array or TOML `[[users]]` of id, name, avatar_url) naming the
     /// users in presence payloads; ids not in it are refused. Without it every id is a
     /// user with null name and avatar_url.

@@ -26,6 +26,7 @@
 
 pub mod presence;
 pub mod streams;
+pub mod turbo;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -27,6 +27,7 @@ use crate::auth::{self, Authenticator, Pipeline, ProfileSource};
 use crate::broker::{
     BroadcastHandler, BrokerHealth, MemoryBroker, RedisBroker, RedisBrokerConfig, SharedBroker,
 };
+use crate::channels::turbo::{StreamNameVerifier, TurboStreamsChannel};
 use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
 use crate::config::{Checked, OriginPolicy, ProfileSpec};
 use crate::hub::Hub;
@@ -350,6 +351,20 @@ impl App {
         );
         registry.register("ApplicationCable::Channel", Arc::new(BareChannel));
         registry.register("ActionCable::Channel::Base", Arc::new(BareChannel));
+        let turbo = match (&cfg.raw.turbo_verifier_key, &cfg.rails) {
+            (Some(key), _) => Some(StreamNameVerifier::with_key(key.0.as_bytes())),
+            (None, Some(secrets)) => Some(StreamNameVerifier::derived(
+                &secrets.secret_key_base,
+                secrets.key_digest.digests(),
+            )),
+            (None, None) => None,
+        };
+        if let Some(verifier) = turbo {
+            registry.register(
+                "Turbo::StreamsChannel",
+                Arc::new(TurboStreamsChannel::new(verifier)),
+            );
+        }
         for spec in &cfg.channels.channels {
             registry.register(
                 spec.name.clone(),
