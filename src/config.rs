@@ -200,6 +200,16 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     pub shutdown_timeout: f64,
 
+    /// Seconds to keep serving after SIGTERM before disconnecting anyone (time for a
+    /// load balancer to deregister this node); the listener stops at once.
+    #[arg(long, env = "FERROCABLE_DRAIN_DELAY", default_value_t = 0.0)]
+    pub drain_delay: f64,
+
+    /// Seconds over which clients are told `server_restart`, spread evenly, so a fleet
+    /// restart does not make every client reconnect at the same instant.
+    #[arg(long, env = "FERROCABLE_DRAIN_WINDOW", default_value_t = 0.0)]
+    pub drain_window: f64,
+
     /// Redis URL (`redis://[:password@]host:port[/db]`): run as one node of a fleet,
     /// relaying broadcasts through Redis pub/sub as Rails' `redis` adapter does and
     /// keeping presence in Redis under the app's keys. Unset: embedded (one node, in
@@ -606,6 +616,18 @@ impl Config {
                 return Err(ConfigError::BadLimit {
                     name,
                     what: "at least 1",
+                    value: value.to_string(),
+                });
+            }
+        }
+        for (name, value) in [
+            ("--drain-delay", self.drain_delay),
+            ("--drain-window", self.drain_window),
+        ] {
+            if !(value.is_finite() && (0.0..=3600.0).contains(&value)) {
+                return Err(ConfigError::BadLimit {
+                    name,
+                    what: "between 0 and 3600 seconds",
                     value: value.to_string(),
                 });
             }

@@ -39,3 +39,65 @@ async fn sigterm_disconnects_everyone_with_server_restart_and_exits() {
     assert!(status.success(), "clean exit: {status:?}");
     assert!(server.log().contains("server stopped"));
 }
+
+#[tokio::test]
+async fn drain_delay_keeps_serving_then_the_window_spreads_disconnects() {
+    let mut server = TestServer::start(&[
+        "--drain-delay",
+        "1",
+        "--drain-window",
+        "1",
+        "--shutdown-timeout",
+        "5",
+    ]);
+    let chat = r#"{"channel":"ChatChannel","room":"drain"}"#;
+    let mut clients = Vec::new();
+    for user in [1, 2, 3, 4] {
+        let mut c = CableClient::welcomed(&server, user).await;
+        c.subscribe(chat).await;
+        c.drain().await;
+        clients.push(c);
+    }
+    server.terminate();
+    // Once the server says it is in the delay, connections are still served: a
+    // command round-trips. (Watching the log file: the process has no other signal.)
+    let deadline = std::time::Instant::now() + support::EVENT_TIMEOUT;
+    while !server.log().contains("serving on before draining") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drain delay in the log"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !server.log().contains("draining connections"),
+        "the delay is 1 s"
+    );
+    clients[0]
+        .perform(chat, r#"{"text":"still here","action":"speak"}"#)
+        .await;
+    let echoed = clients[0].drain().await;
+    assert!(
+        echoed.iter().any(|f| f.contains("still here")),
+        "{echoed:?}"
+    );
+    for c in &mut clients {
+        loop {
+            match c.next().await {
+                Seen::Text(t) if t.contains("still here") => continue,
+                Seen::Text(t) => {
+                    assert_eq!(
+                        t,
+                        r#"{"type":"disconnect","reason":"server_restart","reconnect":true}"#
+                    );
+                    break;
+                }
+                other => panic!("expected server_restart, saw {other:?}"),
+            }
+        }
+        assert_eq!(c.next().await, Seen::Close(1000));
+    }
+    drop(clients);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert!(server.log().contains("serving on before draining"));
+}

@@ -260,6 +260,15 @@ async fn serve(
     tracing::debug!("connection closed");
 }
 
+/// This connection's place in the drain window: spread evenly by a hash of its id.
+fn spread(id: u64, window: Duration) -> Duration {
+    if window.is_zero() {
+        return Duration::ZERO;
+    }
+    let fraction = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    window.mul_f64(fraction)
+}
+
 /// Stops listening for remote disconnects of `gid` when this was its last connection.
 async fn forget_internal(state: &State, gid: Option<&str>, id: u64) {
     let Some(gid) = gid else { return };
@@ -282,10 +291,27 @@ async fn read_loop(
 ) -> bool {
     // A fragmented message being collected: (is_text, bytes so far).
     let mut partial: Option<(bool, Vec<u8>)> = None;
+    // When draining: the moment this connection is told `server_restart`.
+    let mut leave_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let read = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
+            _ = shutdown.cancelled(), if leave_at.is_none() => {
+                let delay = spread(conn.id(), state.drain_window);
+                if delay.is_zero() {
+                    conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
+                    return false;
+                }
+                // Keep serving until this connection's turn in the drain window.
+                leave_at = Some(Box::pin(tokio::time::sleep(delay)));
+                continue;
+            }
+            _ = async {
+                match leave_at.as_mut() {
+                    Some(sleep) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            }, if leave_at.is_some() => {
                 conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
                 return false;
             }

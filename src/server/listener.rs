@@ -63,14 +63,10 @@ async fn serve_http(
     if let Err(e) = sock.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
-    let svc_shutdown = shutdown.clone();
     let service = service_fn(move |req| {
         let state = state.clone();
         let tasks = tasks.clone();
-        let shutdown = svc_shutdown.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(upgrade::handle(req, peer, state, tasks, shutdown))
-        }
+        async move { Ok::<_, std::convert::Infallible>(upgrade::handle(req, peer, state, tasks)) }
     });
     let mut builder = http1::Builder::new();
     builder

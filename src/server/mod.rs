@@ -2,7 +2,8 @@
 //! per-connection tasks. This is the module that wires everything else together.
 //!
 //! # Stop order
-//! On shutdown (one `CancellationToken`): 1. the listener stops accepting; 2. every
+//! On shutdown (one `CancellationToken`): 1. the listener stops accepting; after
+//! `--drain-delay` the drain token is cancelled and, spread over `--drain-window`, every
 //! connection sends `{"type":"disconnect","reason":"server_restart","reconnect":true}`,
 //! closes, and runs its unsubscribes (presence leaves); 3. the server waits for the
 //! connection tasks up to the grace period, then returns anyway.
@@ -204,6 +205,10 @@ pub struct State {
     pub max_subscriptions: usize,
     /// Whether the development identifier is on (reported by `/health`).
     pub dev_auth: bool,
+    /// Cancelled when connections should start disconnecting (after the drain delay).
+    pub drain: CancellationToken,
+    /// Disconnects are spread over this window.
+    pub drain_window: Duration,
 }
 
 /// The wired-up application, before it binds.
@@ -391,6 +396,8 @@ impl App {
             max_message_size: cfg.raw.max_message_size,
             max_subscriptions: cfg.raw.max_subscriptions,
             dev_auth: cfg.raw.dev_user_param.is_some(),
+            drain: CancellationToken::new(),
+            drain_window: Duration::from_secs_f64(cfg.raw.drain_window),
         });
         Ok(App {
             state,
@@ -408,6 +415,7 @@ pub struct Server {
     listener: TcpListener,
     app: App,
     shutdown_timeout: Duration,
+    drain_delay: Duration,
 }
 
 impl Server {
@@ -427,6 +435,7 @@ impl Server {
             listener,
             app,
             shutdown_timeout: cfg.shutdown_timeout,
+            drain_delay: Duration::from_secs_f64(cfg.raw.drain_delay),
         })
     }
 
@@ -444,16 +453,28 @@ impl Server {
             listener,
             app,
             shutdown_timeout,
+            drain_delay,
         } = self;
         let tasks = TaskTracker::new();
-        let pinger = tokio::spawn(ping_loop(app.ping_tx, shutdown.clone()));
+        let drain = app.state.drain.clone();
+        // Connections keep getting pings until they are told to go.
+        let pinger = tokio::spawn(ping_loop(app.ping_tx, drain.clone()));
         listener::accept_loop(listener, app.state.clone(), &tasks, shutdown.clone()).await;
         tasks.close();
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                delay_secs = drain_delay.as_secs_f64(),
+                "listener stopped; serving on before draining"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
         tracing::info!(
             open = app.state.metrics.open_connections(),
+            window_secs = app.state.drain_window.as_secs_f64(),
             "draining connections"
         );
-        if tokio::time::timeout(shutdown_timeout, tasks.wait())
+        drain.cancel();
+        if tokio::time::timeout(shutdown_timeout + app.state.drain_window, tasks.wait())
             .await
             .is_err()
         {

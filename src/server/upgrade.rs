@@ -14,7 +14,6 @@ use hyper::header::{
     HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL,
 };
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{connection, State};
@@ -110,7 +109,6 @@ pub fn handle(
     peer: SocketAddr,
     state: Arc<State>,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
 ) -> Response<Body> {
     let path = req.uri().path();
     if path == "/health" && req.method() == Method::GET {
@@ -189,7 +187,10 @@ pub fn handle(
     }
     tasks.spawn(async move {
         match fut.await {
-            Ok(ws) => connection::run(ws.into_inner(), handshake, state, shutdown, permit).await,
+            Ok(ws) => {
+                let drain = state.drain.clone();
+                connection::run(ws.into_inner(), handshake, state, drain, permit).await
+            }
             Err(e) => tracing::debug!(peer = %peer, error = %e, "upgrade did not complete"),
         }
     });
