@@ -129,8 +129,6 @@ impl Subscription for StreamSubscription {
 /// Rails 6.1 confirms these with no stream, and so do we.
 pub struct BareChannel;
 
-struct BareSubscription;
-
 #[async_trait]
 impl super::Channel for BareChannel {
     async fn subscribe(
@@ -138,14 +136,18 @@ impl super::Channel for BareChannel {
         _ctx: &Ctx<'_>,
         _params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
-        Ok(Some(Box::new(BareSubscription)))
+        Ok(Some(Box::new(ListenOnly(None))))
     }
 }
 
+/// A subscription that listens to at most one stream and has no actions (a bare
+/// channel, a Turbo stream).
+pub struct ListenOnly(pub Option<Arc<str>>);
+
 #[async_trait]
-impl Subscription for BareSubscription {
+impl Subscription for ListenOnly {
     fn streams(&self) -> &[Arc<str>] {
-        &[]
+        self.0.as_slice()
     }
 
     async fn perform(

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::Sha256;
 
-use super::{ChannelError, Ctx, Performed, Subscription};
+use super::streams::ListenOnly;
+use super::{ChannelError, Ctx, Subscription};
 use crate::auth::rails::keys::{derive_key, Digest};
 use crate::protocol::ChannelParams;
 
@@ -99,10 +100,6 @@ impl TurboStreamsChannel {
     }
 }
 
-struct TurboSubscription {
-    streams: [Arc<str>; 1],
-}
-
 #[async_trait]
 impl super::Channel for TurboStreamsChannel {
     async fn subscribe(
@@ -114,30 +111,12 @@ impl super::Channel for TurboStreamsChannel {
             return Ok(None);
         };
         match self.verifier.verify(token) {
-            Some(name) => Ok(Some(Box::new(TurboSubscription {
-                streams: [Arc::from(name)],
-            }))),
+            Some(name) => Ok(Some(Box::new(ListenOnly(Some(Arc::from(name)))))),
             None => {
                 tracing::info!("signed_stream_name does not verify; subscription rejected");
                 Ok(None)
             }
         }
-    }
-}
-
-#[async_trait]
-impl Subscription for TurboSubscription {
-    fn streams(&self) -> &[Arc<str>] {
-        &self.streams
-    }
-
-    async fn perform(
-        &mut self,
-        _ctx: &Ctx<'_>,
-        _action: &str,
-        _data: &Map<String, Value>,
-    ) -> Result<Performed, ChannelError> {
-        Ok(Performed::UnknownAction)
     }
 }
 
