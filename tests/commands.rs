@@ -166,3 +166,47 @@ async fn different_spellings_of_one_identifier_are_separate_subscriptions() {
         serde_json::to_string(b).expect("s")
     ))));
 }
+
+#[tokio::test]
+async fn declared_channels_enforce_required_params_and_the_users_own_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let channels = dir.path().join("channels.toml");
+    std::fs::write(
+        &channels,
+        r#"
+[[channels]]
+name = "RoomChannel"
+stream = "room_{room}"
+required = ["room"]
+
+[[channels]]
+name = "NotificationsChannel"
+stream = "notifications_{user_id}"
+user_param = "user_id"
+"#,
+    )
+    .expect("write channels");
+    let args = [
+        "--port",
+        "0",
+        "--dev-user-param",
+        "user_id",
+        "--channels-file",
+        channels.to_str().expect("utf-8"),
+    ];
+    let server = TestServer::start_with_args(dir, args.iter().map(|s| s.to_string()).collect());
+    let mut c = CableClient::welcomed(&server, 2).await;
+    for (id, ok) in [
+        (r#"{"channel":"RoomChannel","room":"a"}"#, true),
+        (r#"{"channel":"RoomChannel"}"#, false),
+        (r#"{"channel":"RoomChannel","room":"  "}"#, false),
+        (r#"{"channel":"NotificationsChannel","user_id":2}"#, true),
+        (r#"{"channel":"NotificationsChannel","user_id":"2"}"#, true),
+        (r#"{"channel":"NotificationsChannel","user_id":1}"#, false),
+        (r#"{"channel":"NotificationsChannel"}"#, false),
+    ] {
+        c.subscribe(id).await;
+        let want = if ok { confirm(id) } else { reject(id) };
+        assert_eq!(c.drain().await, vec![want], "{id}");
+    }
+}

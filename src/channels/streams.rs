@@ -18,6 +18,8 @@ use crate::protocol::{json, ChannelParams};
 /// [[channels]]
 /// name = "ChatChannel"
 /// stream = "chat_{room}"
+/// required = ["room"]            # optional: reject when missing or blank
+/// # user_param = "user_id"        # optional: the param must be the user's own id
 /// [channels.actions]
 /// speak = ["text"]
 /// ```
@@ -32,6 +34,14 @@ pub struct StreamChannelSpec {
     /// as null) to the stream, with `user_id` added, as `ChatChannel#speak` does.
     #[serde(default)]
     pub actions: HashMap<String, Vec<String>>,
+    /// Params that must be present and non-blank; otherwise the subscription is
+    /// rejected (`reject unless params[:room].present?`).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// A param that must equal the connection's user id, for per-user streams
+    /// (`reject unless params[:user_id].to_i == current_user.id`).
+    #[serde(default)]
+    pub user_param: Option<String>,
 }
 
 /// A channel streaming from one stream named from its params.
@@ -76,9 +86,21 @@ pub fn render_stream(template: &str, params: &ChannelParams) -> String {
 impl super::Channel for StreamChannel {
     async fn subscribe(
         &self,
-        _ctx: &Ctx<'_>,
+        ctx: &Ctx<'_>,
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
+        let blank = |p: &str| params.param_text(p).is_none_or(|t| t.trim().is_empty());
+        if self.spec.required.iter().any(|p| blank(p)) {
+            return Ok(None);
+        }
+        if let Some(p) = &self.spec.user_param {
+            let own = params
+                .param_text(p)
+                .and_then(|t| t.trim().parse::<i64>().ok());
+            if own != Some(ctx.identity.user_id) {
+                return Ok(None);
+            }
+        }
         let stream: Arc<str> = Arc::from(render_stream(&self.spec.stream, params));
         Ok(Some(Box::new(StreamSubscription {
             streams: [stream],
