@@ -11,20 +11,7 @@ use support::{TestServer, CHANNELS_TOML};
 
 /// A server with development auth, any user id, and the declared ChatChannel.
 fn server() -> TestServer {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let channels = dir.path().join("channels.toml");
-    std::fs::write(&channels, CHANNELS_TOML).expect("write channels");
-    let args = [
-        "--port",
-        "0",
-        "--dev-user-param",
-        "user_id",
-        "--channels-file",
-        &channels.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    TestServer::start_with_args(dir, args)
+    TestServer::start_with_channels(CHANNELS_TOML, &[])
 }
 
 /// Runs the generator and returns its JSON line (and whether it exited 0).

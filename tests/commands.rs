@@ -169,10 +169,7 @@ async fn different_spellings_of_one_identifier_are_separate_subscriptions() {
 
 #[tokio::test]
 async fn declared_channels_enforce_required_params_and_the_users_own_stream() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let channels = dir.path().join("channels.toml");
-    std::fs::write(
-        &channels,
+    let server = TestServer::start_with_channels(
         r#"
 [[channels]]
 name = "RoomChannel"
@@ -184,17 +181,8 @@ name = "NotificationsChannel"
 stream = "notifications_{user_id}"
 user_param = "user_id"
 "#,
-    )
-    .expect("write channels");
-    let args = [
-        "--port",
-        "0",
-        "--dev-user-param",
-        "user_id",
-        "--channels-file",
-        channels.to_str().expect("utf-8"),
-    ];
-    let server = TestServer::start_with_args(dir, args.iter().map(|s| s.to_string()).collect());
+        &[],
+    );
     let mut c = CableClient::welcomed(&server, 2).await;
     for (id, ok) in [
         (r#"{"channel":"RoomChannel","room":"a"}"#, true),

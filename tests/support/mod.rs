@@ -73,6 +73,26 @@ impl TestServer {
         Self::start_with_args(dir, args)
     }
 
+    /// Starts the server in embedded mode with development auth, the channels declared
+    /// in `channels_toml` (and no users file: every id is a user), plus `extra` flags.
+    pub fn start_with_channels(channels_toml: &str, extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let channels = dir.path().join("channels.toml");
+        std::fs::write(&channels, channels_toml).expect("write channels");
+        let mut args: Vec<String> = [
+            "--port",
+            "0",
+            "--dev-user-param",
+            "user_id",
+            "--channels-file",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(channels.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with_args(dir, args)
+    }
+
     /// Starts the server with exactly `args` (plus nothing), keeping `dir` alive.
     pub fn start_with_args(dir: tempfile::TempDir, args: Vec<String>) -> TestServer {
         let stderr_log = dir.path().join("server.log");
