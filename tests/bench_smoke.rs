@@ -67,6 +67,53 @@ fn connect_holds_every_client() {
 }
 
 #[test]
+fn connect_with_signed_cookies_and_jwts() {
+    let secret = "bench-smoke-secret-key-base";
+    let s = TestServer::start_with_channels(
+        CHANNELS_TOML,
+        &[
+            "--secret-key-base",
+            secret,
+            "--jwt-secret",
+            "bench-jwt",
+            "--identifiers",
+            "signed_cookie:user_id,jwt",
+        ],
+    );
+    let u = url(&s);
+    for auth in [
+        &["--auth", "signed-cookie", "--secret-key-base", secret][..],
+        &["--auth", "jwt", "--jwt-secret", "bench-jwt"][..],
+    ] {
+        let mut args = vec!["connect", "--url", &u, "--n", "5", "--rate", "100"];
+        args.extend_from_slice(&["--hold", "0.2", "--max-seconds", "20"]);
+        args.extend_from_slice(auth);
+        let (v, ok) = bench(&args);
+        assert!(ok, "{v}");
+        assert_eq!(v["established"], 5, "{auth:?}: {v}");
+    }
+    // A cookie signed with another secret is refused: the credentials are what the
+    // server checks, not a formality.
+    let (v, _) = bench(&[
+        "connect",
+        "--url",
+        &url(&s),
+        "--n",
+        "2",
+        "--rate",
+        "100",
+        "--hold",
+        "0.1",
+        "--auth",
+        "signed-cookie",
+        "--secret-key-base",
+        "another-secret",
+    ]);
+    assert_eq!(v["established"], 0, "{v}");
+    assert_eq!(v["failures"]["rejected"], 2, "{v}");
+}
+
+#[test]
 fn broadcast_delivers_everything_once() {
     let s = server();
     let (v, ok) = bench(&[

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::cable::{self, int_after, leading_u64, Failure, Kind};
+use super::auth::turbo_signed_name;
+use super::cable::{self, int_after, Failure, Kind};
 use super::redis;
 use super::stats::{now_ns, round1, CpuMark, Histogram};
-use super::ws::{Frame, Ws};
+use super::ws::{find, Frame, Ws};
 use super::{failures_json, progress, Ctx};
 
 /// Who publishes.
@@ -30,6 +31,9 @@ pub enum PublisherKind {
     Chat,
     /// PUBLISH to Redis as a Rails app does (the server must relay from Redis).
     Redis,
+    /// PUBLISH to Redis as AnyCable's broadcaster does: channel `__anycable__`,
+    /// payload `{"stream":…,"data":"<json>"}` (for anycable-go).
+    Anycable,
 }
 
 /// Flags shared by `broadcast` and `fanout-ceiling`.
@@ -47,6 +51,12 @@ pub struct Source {
     /// The action the chat publisher performs; it must re-broadcast `text`.
     #[arg(long, default_value = "speak")]
     action: String,
+    /// Subscribe to `Turbo::StreamsChannel` with a `signed_stream_name` for the stream
+    /// (`--stream`, `{room}` interpolated) signed with this raw verifier key, instead of
+    /// the declared `--channel` (works with ferrocable's `--turbo-verifier-key` and
+    /// anycable-go's `--turbo_rails_key`). Needs a Redis publisher.
+    #[arg(long, hide_env_values = true)]
+    turbo_key: Option<String>,
     /// The broadcasting the channel streams from (`{room}` interpolated), for Redis.
     #[arg(long, default_value = "chat_{room}")]
     stream: String,
@@ -145,13 +155,13 @@ impl ShardStats {
     }
 }
 
-/// `(seq, step, sent_ns)` from a message frame carrying `"seq":N,"s":S,"t":T`.
+/// `(seq, step, sent_ns)` from a message frame carrying `"seq":N,"s":S,"t":T` in
+/// any key order (anycable-go re-encodes payloads with sorted keys).
 fn parse_stamp(t: &[u8]) -> Option<(u64, u64, u64)> {
-    let (seq, at) = int_after(t, b"\"seq\":")?;
-    let rest = t[at..].strip_prefix(b",\"s\":")?;
-    let (step, n) = leading_u64(rest)?;
-    let rest = rest[n..].strip_prefix(b",\"t\":")?;
-    let (sent, _) = leading_u64(rest)?;
+    let body = &t[find(t, b"\"message\":")?..];
+    let (seq, _) = int_after(body, b"\"seq\":")?;
+    let (step, _) = int_after(body, b"\"s\":")?;
+    let (sent, _) = int_after(body, b"\"t\":")?;
     Some((seq, step, sent))
 }
 
@@ -177,6 +187,8 @@ enum Publisher {
     Redis {
         conn: redis::Publisher,
         channel: Vec<u8>,
+        /// Wrap payloads as AnyCable's broadcaster does, for this stream.
+        anycable_stream: Option<String>,
         receivers: Arc<AtomicUsize>,
     },
 }
@@ -221,11 +233,16 @@ impl Publisher {
             Publisher::Redis {
                 conn,
                 channel,
+                anycable_stream,
                 receivers,
             } => {
                 let sent = now_ns();
+                let mut payload = stamp(seq, step, sent);
+                if let Some(stream) = anycable_stream {
+                    payload = json!({"stream": stream, "data": payload}).to_string();
+                }
                 let n = conn
-                    .publish(channel, stamp(seq, step, sent).as_bytes())
+                    .publish(channel, payload.as_bytes())
                     .await
                     .map_err(|e| format!("redis publish: {e}"))?;
                 receivers.store(n as usize, Ordering::Relaxed);
@@ -366,8 +383,20 @@ async fn subscriber(
 
 impl Bench {
     async fn setup(ctx: &Ctx, n: usize, src: &Source) -> Result<Bench, String> {
-        let identifier = serde_json::to_string(&json!({"channel": src.channel, "room": src.room}))
-            .map_err(|e| e.to_string())?;
+        let broadcasting = src.stream.replace("{room}", &src.room);
+        let identifier = match &src.turbo_key {
+            Some(key) => {
+                if src.publisher == PublisherKind::Chat {
+                    return Err("--turbo-key needs --publisher redis or anycable".into());
+                }
+                serde_json::to_string(&json!({
+                    "channel": "Turbo::StreamsChannel",
+                    "signed_stream_name": turbo_signed_name(key.as_bytes(), &broadcasting),
+                }))
+            }
+            None => serde_json::to_string(&json!({"channel": src.channel, "room": src.room})),
+        }
+        .map_err(|e| e.to_string())?;
         let stats: Arc<Vec<Mutex<ShardStats>>> = Arc::new(
             (0..ctx.shards.len())
                 .map(|_| Mutex::new(ShardStats::default()))
@@ -431,15 +460,18 @@ impl Bench {
                     action: src.action.clone(),
                 }
             }
-            PublisherKind::Redis => {
-                let broadcasting = src.stream.replace("{room}", &src.room);
-                Publisher::Redis {
-                    conn: redis::Publisher::connect(&src.redis_url).await?,
-                    channel: redis::channel(src.channel_prefix.as_deref(), &broadcasting)
-                        .into_bytes(),
-                    receivers: receivers.clone(),
-                }
-            }
+            PublisherKind::Redis => Publisher::Redis {
+                conn: redis::Publisher::connect(&src.redis_url).await?,
+                channel: redis::channel(src.channel_prefix.as_deref(), &broadcasting).into_bytes(),
+                anycable_stream: None,
+                receivers: receivers.clone(),
+            },
+            PublisherKind::Anycable => Publisher::Redis {
+                conn: redis::Publisher::connect(&src.redis_url).await?,
+                channel: b"__anycable__".to_vec(),
+                anycable_stream: Some(broadcasting),
+                receivers: receivers.clone(),
+            },
         };
         let (plans, plan_rx) = mpsc::channel(1);
         // The publisher gets its own shard slot after the subscribers'.
@@ -458,7 +490,7 @@ impl Bench {
             subs,
             plans,
             receivers,
-            redis: src.publisher == PublisherKind::Redis,
+            redis: src.publisher != PublisherKind::Chat,
             next_seq: 0,
             drain: Duration::from_millis(src.drain_ms),
             setup_s,
@@ -704,5 +736,9 @@ mod tests {
         );
         assert_eq!(parse_stamp(frame.as_bytes()), Some((7, 2, 123_456)));
         assert_eq!(parse_stamp(br#"{"message":{"seq":1}}"#), None);
+        assert_eq!(
+            parse_stamp(br#"{"identifier":"{\"s\":9}","message":{"s":2,"seq":7,"t":5}}"#),
+            Some((7, 2, 5))
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Credentials;
 use super::ws::{self, find, Frame, Target, Ws};
 
 /// What every client of a run shares.
@@ -13,8 +14,8 @@ use super::ws::{self, find, Frame, Target, Ws};
 pub struct ClientConfig {
     /// The server.
     pub target: Target,
-    /// Development auth query parameter (`user_id`); empty for none.
-    pub user_param: String,
+    /// What each client presents to authenticate.
+    pub credentials: Credentials,
     /// Source addresses to spread clients over (127.0.0.1..127.0.0.K).
     pub sources: Arc<Vec<IpAddr>>,
     /// Bound on each handshake step (connect, upgrade, welcome, confirm).
@@ -80,7 +81,8 @@ pub enum Kind {
 }
 
 /// Classifies a text frame. Rails' shapes (protocol spec §7) have fixed prefixes and
-/// suffixes, and identifiers are JSON-escaped inside frames, so bytes suffice.
+/// suffixes, and identifiers are JSON-escaped inside frames, so bytes suffice
+/// (anycable-go's confirm/reject put `type` first; both orders are recognised).
 pub fn classify(t: &[u8]) -> Kind {
     if t.starts_with(b"{\"type\":\"ping\"") {
         Kind::Ping
@@ -92,6 +94,11 @@ pub fn classify(t: &[u8]) -> Kind {
         } else {
             Kind::Message
         }
+    } else if t.starts_with(b"{\"type\":\"confirm_subscription\"") {
+        // anycable-go writes the type first.
+        Kind::Confirm
+    } else if t.starts_with(b"{\"type\":\"reject_subscription\"") {
+        Kind::Reject
     } else if t == b"{\"type\":\"welcome\"}" {
         Kind::Welcome
     } else if t.starts_with(b"{\"type\":\"disconnect\"") {
@@ -155,14 +162,17 @@ pub async fn open(cfg: &ClientConfig, i: usize, user: u64) -> Result<Ws, Failure
             Failure::Connect
         }
     })?;
-    let path = if cfg.user_param.is_empty() {
-        cfg.target.path.clone()
-    } else {
-        cfg.target.path_with(&format!("{}={user}", cfg.user_param))
-    };
+    let creds = cfg.credentials.present(user);
+    let path = cfg.target.path_with(&creds.query);
     let mut ws = match tokio::time::timeout(
         cfg.step_timeout,
-        Ws::handshake(tcp, &cfg.target.authority, &path, "", i as u64 + 1),
+        Ws::handshake(
+            tcp,
+            &cfg.target.authority,
+            &path,
+            &creds.headers,
+            i as u64 + 1,
+        ),
     )
     .await
     {
@@ -240,6 +250,14 @@ mod tests {
         );
         assert_eq!(
             classify(br#"{"identifier":"{\"channel\":\"X\"}","type":"reject_subscription"}"#),
+            Kind::Reject
+        );
+        assert_eq!(
+            classify(br#"{"type":"confirm_subscription","identifier":"{\"channel\":\"X\"}"}"#),
+            Kind::Confirm
+        );
+        assert_eq!(
+            classify(br#"{"type":"reject_subscription","identifier":"{\"channel\":\"X\"}"}"#),
             Kind::Reject
         );
         assert_eq!(

@@ -1,5 +1,6 @@
 //! The generator's command line and the pieces every mode shares.
 
+mod auth;
 mod broadcast;
 mod cable;
 mod connect;
@@ -86,9 +87,9 @@ struct Common {
     /// The server's pid, to read its CPU time and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Development auth query parameter carrying the user id (empty: none).
-    #[arg(long, default_value = "user_id")]
-    user_param: String,
+    /// How clients authenticate.
+    #[command(flatten)]
+    auth: auth::AuthArgs,
     /// User id of the first client; client i is user first_user + i.
     #[arg(long, default_value_t = 1)]
     first_user: u64,
@@ -188,11 +189,15 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("runtime: {e}")),
     };
+    let credentials = match auth::Credentials::from_args(&common.auth) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let result = rt.block_on(async {
         let ctx = Ctx {
             client: ClientConfig {
                 target: target.clone(),
-                user_param: common.user_param.clone(),
+                credentials,
                 sources: Arc::new(sources),
                 step_timeout: Duration::from_millis(common.step_timeout_ms),
             },
@@ -219,6 +224,7 @@ pub fn main() -> ExitCode {
                 "threads": threads,
                 "source_ips": common.source_ips,
                 "nofile_limit": nofile,
+                "auth": format!("{:?}", common.auth.auth),
             });
             if let (Value::Object(o), Value::Object(b)) = (&mut out, body) {
                 o.extend(b);
