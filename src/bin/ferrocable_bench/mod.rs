@@ -66,6 +66,16 @@ enum Mode {
         #[command(flatten)]
         args: presence::Args,
     },
+    /// Print a Turbo `signed_stream_name` for a stream and a raw verifier key (for
+    /// subscribing to Turbo::StreamsChannel from scripts).
+    SignTurbo {
+        /// The raw verifier key.
+        #[arg(long)]
+        key: String,
+        /// The stream name.
+        #[arg(long)]
+        stream: String,
+    },
 }
 
 /// Flags every mode takes.
@@ -140,6 +150,10 @@ fn print_once(v: &Value) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let (name, common) = match &cli.mode {
+        Mode::SignTurbo { key, stream } => {
+            println!("{}", auth::turbo_signed_name(key.as_bytes(), stream));
+            return ExitCode::SUCCESS;
+        }
         Mode::Connect { common, .. } => ("connect", common),
         Mode::Broadcast { common, .. } => ("broadcast", common),
         Mode::FanoutCeiling { common, .. } => ("fanout-ceiling", common),
@@ -211,6 +225,7 @@ pub fn main() -> ExitCode {
             Mode::Broadcast { args, .. } => broadcast::run(&ctx, args).await,
             Mode::FanoutCeiling { args, .. } => broadcast::ceiling(&ctx, args).await,
             Mode::PresenceChurn { args, .. } => presence::run(&ctx, args).await,
+            Mode::SignTurbo { .. } => Err("unreachable: handled before the runtime".into()),
         };
         // Connections close as the shards stop.
         drop(ctx);
