@@ -6,6 +6,7 @@ mod connect;
 mod presence;
 mod redis;
 mod shards;
+mod soak;
 mod stats;
 mod ws;
 
@@ -64,6 +65,14 @@ enum Mode {
         common: Common,
         #[command(flatten)]
         args: presence::Args,
+    },
+    /// Hold N connections with churn for a long time; sample the server's RSS and
+    /// report its drift and every error (scripts/soak.sh).
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: soak::Args,
     },
 }
 
@@ -143,6 +152,7 @@ pub fn main() -> ExitCode {
         Mode::Broadcast { common, .. } => ("broadcast", common),
         Mode::FanoutCeiling { common, .. } => ("fanout-ceiling", common),
         Mode::PresenceChurn { common, .. } => ("presence-churn", common),
+        Mode::Soak { common, .. } => ("soak", common),
     };
     stats::now_ns(); // start the shared clock
     let fail = |e: String| {
@@ -206,6 +216,7 @@ pub fn main() -> ExitCode {
             Mode::Broadcast { args, .. } => broadcast::run(&ctx, args).await,
             Mode::FanoutCeiling { args, .. } => broadcast::ceiling(&ctx, args).await,
             Mode::PresenceChurn { args, .. } => presence::run(&ctx, args).await,
+            Mode::Soak { args, .. } => soak::run(&ctx, args).await,
         };
         // Connections close as the shards stop.
         drop(ctx);
