@@ -196,6 +196,36 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// Commands (client messages) one connection may send per second, sustained;
+    /// past it the server stops reading that socket until the bucket refills
+    /// (backpressure). `0` turns the limit off.
+    #[arg(
+        long,
+        env = "FERROCABLE_MAX_COMMANDS_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub max_commands_per_second: u32,
+
+    /// Commands one connection may send at once before the rate limit applies (the
+    /// token bucket's size).
+    #[arg(long, env = "FERROCABLE_COMMAND_BURST", default_value_t = 200)]
+    pub command_burst: u32,
+
+    /// Seconds a connection may stay rate-limited without a pause before it is
+    /// disconnected as flooding (`invalid_request`, no reconnect).
+    #[arg(long, env = "FERROCABLE_COMMAND_FLOOD_SECONDS", default_value_t = 10.0)]
+    pub command_flood_seconds: f64,
+
+    /// Seconds a client may take to send its HTTP request headers (slow-loris bound);
+    /// also how long an idle keep-alive HTTP connection is kept.
+    #[arg(long, env = "FERROCABLE_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+
+    /// Seconds authentication (cookie, token, profile lookup) may take after the
+    /// upgrade; past it the connection is closed with 1011 and the client retries.
+    #[arg(long, env = "FERROCABLE_AUTH_TIMEOUT", default_value_t = 10.0)]
+    pub auth_timeout: f64,
+
     /// Seconds to wait for connections to finish after SIGTERM before exiting anyway.
     #[arg(long, env = "FERROCABLE_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     pub shutdown_timeout: f64,

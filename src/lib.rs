@@ -23,6 +23,8 @@ pub mod auth;
 pub mod broker;
 pub mod channels;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod metrics;
 pub mod presence;

@@ -19,6 +19,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use bytes::Bytes;
+
+use crate::broker::{Broker, BrokerError, BrokerHealth, SharedBroker};
+use crate::presence::{
+    ChangeKind, Join, Leave, Maintenance, PresenceChange, PresenceError, PresenceStore,
+    SubscriptionKey, UserId,
+};
 use crate::protocol::Identifier;
 
 /// A `reason` label.
@@ -35,8 +42,38 @@ pub struct CommandLabel {
     pub command: &'static str,
 }
 
+/// A `limit` label: which limit triggered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `connections`, `message_size`, `subscriptions`, `outbox`, `command_rate`,
+    /// `command_flood`, `handshake_deadline` or `auth_deadline`.
+    pub limit: &'static str,
+}
+
+/// A `store` label: `memory` or `redis`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabel {
+    /// The presence store.
+    pub store: &'static str,
+}
+
 /// Process-wide metrics.
 pub struct Metrics {
+    limit_triggers: Family<LimitLabel, Counter>,
+    commands_delayed: Counter,
+    received_bytes: Counter,
+    broadcast_bytes: Counter,
+    published: Counter,
+    published_bytes: Counter,
+    publish_failures: Counter,
+    subscriptions_rejected: Family<ReasonLabel, Counter>,
+    redis_up: Gauge,
+    redis_reconnects: Counter,
+    presence_joins: Family<StoreLabel, Counter>,
+    presence_leaves: Family<StoreLabel, Counter>,
+    presence_sweeps: Family<StoreLabel, Counter>,
+    presence_sweep_failures: Family<StoreLabel, Counter>,
+    presence_swept_changes: Family<StoreLabel, Counter>,
     registry: Registry,
     connections: Gauge,
     connections_accepted: Counter,
@@ -82,6 +119,21 @@ impl Metrics {
             closes: Family::default(),
             broadcasts: Counter::default(),
             deliveries: Counter::default(),
+            limit_triggers: Family::default(),
+            commands_delayed: Counter::default(),
+            received_bytes: Counter::default(),
+            broadcast_bytes: Counter::default(),
+            published: Counter::default(),
+            published_bytes: Counter::default(),
+            publish_failures: Counter::default(),
+            subscriptions_rejected: Family::default(),
+            redis_up: Gauge::default(),
+            redis_reconnects: Counter::default(),
+            presence_joins: Family::default(),
+            presence_leaves: Family::default(),
+            presence_sweeps: Family::default(),
+            presence_sweep_failures: Family::default(),
+            presence_swept_changes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -149,6 +201,81 @@ impl Metrics {
             "Frames queued by broadcasts",
             m.deliveries.clone(),
         );
+        registry.register(
+            "limit_triggers",
+            "Times a limit triggered, by limit",
+            m.limit_triggers.clone(),
+        );
+        registry.register(
+            "commands_delayed",
+            "Client commands delayed by the per-connection rate limit",
+            m.commands_delayed.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes of client messages received (payloads, after reassembly)",
+            m.received_bytes.clone(),
+        );
+        registry.register(
+            "broadcast_bytes",
+            "Broadcast payload bytes queued to clients (payload size times deliveries)",
+            m.broadcast_bytes.clone(),
+        );
+        registry.register(
+            "broadcasts_published",
+            "Broadcasts published by this node (presence events, channel actions)",
+            m.published.clone(),
+        );
+        registry.register(
+            "broadcasts_published_bytes",
+            "Payload bytes published by this node",
+            m.published_bytes.clone(),
+        );
+        registry.register(
+            "broadcast_publish_failures",
+            "Publishes that failed (the broadcast was lost)",
+            m.publish_failures.clone(),
+        );
+        registry.register(
+            "subscriptions_rejected",
+            "Subscribe commands answered with reject_subscription, by reason",
+            m.subscriptions_rejected.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 while Redis is reachable and re-subscribed (Redis mode only)",
+            m.redis_up.clone(),
+        );
+        registry.register(
+            "redis_reconnects",
+            "Reconnections of the broadcast subscriber to Redis",
+            m.redis_reconnects.clone(),
+        );
+        registry.register(
+            "presence_joins",
+            "Users who became members of a room",
+            m.presence_joins.clone(),
+        );
+        registry.register(
+            "presence_leaves",
+            "Users who stopped being members of a room",
+            m.presence_leaves.clone(),
+        );
+        registry.register(
+            "presence_sweeps",
+            "Presence sweeps run",
+            m.presence_sweeps.clone(),
+        );
+        registry.register(
+            "presence_sweep_failures",
+            "Presence sweeps that failed",
+            m.presence_sweep_failures.clone(),
+        );
+        registry.register(
+            "presence_swept_changes",
+            "Membership changes found by sweeps (dead nodes, stale members, restores)",
+            m.presence_swept_changes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -176,6 +303,9 @@ impl Metrics {
         self.upgrades_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
+        if reason == "capacity" {
+            self.limit("connections");
+        }
         tracing::info!(peer = %peer, reason, detail, "upgrade refused");
     }
 
@@ -220,12 +350,16 @@ impl Metrics {
     /// A connection was closed because its outbox overflowed.
     pub fn slow_client(&self, conn: u64) {
         self.slow_clients.inc();
+        self.limit("outbox");
         tracing::warn!(conn, "slow client disconnected");
     }
 
     /// The server closed a connection (protocol error, limit, shutdown).
     pub fn server_close(&self, conn: u64, reason: &'static str) {
         self.closes.get_or_create(&ReasonLabel { reason }).inc();
+        if reason == "message_too_large" {
+            self.limit("message_size");
+        }
         tracing::info!(conn, reason, "connection closed by the server");
     }
 
@@ -234,6 +368,294 @@ impl Metrics {
         self.broadcasts.inc();
         self.deliveries.inc_by(delivered as u64);
         tracing::trace!(stream, delivered, "broadcast fanned out");
+    }
+
+    /// A broadcast of `payload_len` bytes was fanned out to `delivered` subscribers.
+    pub fn broadcast_bytes(&self, payload_len: usize, delivered: usize) {
+        self.broadcast_bytes
+            .inc_by((payload_len as u64).saturating_mul(delivered as u64));
+    }
+
+    fn limit(&self, limit: &'static str) {
+        self.limit_triggers
+            .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// A client message of `len` bytes arrived.
+    pub fn received(&self, len: usize) {
+        self.received_bytes.inc_by(len as u64);
+    }
+
+    /// A connection ran out of command tokens (once per throttled stretch).
+    pub fn rate_limited(&self, conn: u64, per_sec: u64, burst: u64) {
+        self.limit("command_rate");
+        tracing::info!(
+            conn,
+            per_sec,
+            burst,
+            "command rate limit reached, reading slowed down"
+        );
+    }
+
+    /// One command waited for a token.
+    pub fn command_delayed(&self) {
+        self.commands_delayed.inc();
+    }
+
+    /// A connection stayed throttled for `secs` without a pause: it is disconnected.
+    pub fn flood(&self, conn: u64, secs: f64) {
+        self.limit("command_flood");
+        tracing::warn!(
+            conn,
+            throttled_secs = secs,
+            "client keeps flooding commands, disconnected as invalid_request"
+        );
+    }
+
+    /// A client did not send its HTTP request headers in time.
+    pub fn handshake_deadline(&self, peer: &std::net::SocketAddr, timeout: Duration) {
+        self.limit("handshake_deadline");
+        tracing::info!(peer = %peer, timeout_secs = timeout.as_secs_f64(), "HTTP request headers not received in time, connection closed");
+    }
+
+    /// Authentication did not finish in time.
+    pub fn auth_deadline(&self, conn: u64, timeout: Duration) {
+        self.limit("auth_deadline");
+        tracing::warn!(
+            conn,
+            timeout_secs = timeout.as_secs_f64(),
+            "authentication did not finish in time"
+        );
+    }
+
+    /// A subscribe was answered with `reject_subscription`.
+    pub fn subscription_rejected(&self, conn: u64, identifier: &Identifier, why: &'static str) {
+        let reason = match why {
+            "unknown channel" => "unknown_channel",
+            "too many subscriptions on this connection" => {
+                self.limit("subscriptions");
+                "too_many"
+            }
+            "rejected by channel" => "channel",
+            "backend failure" => "backend",
+            _ => "other",
+        };
+        self.subscriptions_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        tracing::info!(conn, identifier = %identifier, why, "subscription rejected");
+    }
+
+    /// Sets the Redis state gauge (Redis mode).
+    pub fn redis_state(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// The broadcast subscriber reconnected to Redis.
+    pub fn redis_reconnected(&self) {
+        self.redis_reconnects.inc();
+        tracing::info!("redis subscriber reconnected");
+    }
+
+    /// This node published a broadcast (or failed to).
+    pub fn published(&self, stream: &str, len: usize, error: Option<&dyn std::fmt::Display>) {
+        match error {
+            None => {
+                self.published.inc();
+                self.published_bytes.inc_by(len as u64);
+                tracing::trace!(stream, bytes = len, "broadcast published");
+            }
+            Some(e) => {
+                self.publish_failures.inc();
+                tracing::warn!(stream, error = %e, "broadcast not published, lost");
+            }
+        }
+    }
+
+    /// A user became a member of `room`.
+    pub fn presence_joined(&self, store: &'static str, room: &str, user: i64) {
+        self.presence_joins
+            .get_or_create(&StoreLabel { store })
+            .inc();
+        tracing::debug!(store, room, user, "presence join");
+    }
+
+    /// A user stopped being a member of `room`.
+    pub fn presence_left(&self, store: &'static str, room: &str, user: i64) {
+        self.presence_leaves
+            .get_or_create(&StoreLabel { store })
+            .inc();
+        tracing::debug!(store, room, user, "presence leave");
+    }
+
+    /// A presence sweep ran: `Ok(changes found)` or the failure.
+    pub fn presence_swept(
+        &self,
+        store: &'static str,
+        outcome: Result<usize, &dyn std::fmt::Display>,
+    ) {
+        let label = StoreLabel { store };
+        self.presence_sweeps.get_or_create(&label).inc();
+        match outcome {
+            Ok(0) => tracing::trace!(store, "presence sweep: nothing to do"),
+            Ok(n) => {
+                self.presence_swept_changes
+                    .get_or_create(&label)
+                    .inc_by(n as u64);
+                tracing::info!(store, changes = n, "presence sweep found changes");
+            }
+            Err(e) => {
+                self.presence_sweep_failures.get_or_create(&label).inc();
+                tracing::warn!(store, error = %e, "presence sweep failed");
+            }
+        }
+    }
+}
+
+/// A presence store that reports joins, leaves and sweeps to the metrics.
+pub struct MeteredPresence {
+    inner: Arc<dyn PresenceStore>,
+    metrics: SharedMetrics,
+    store: &'static str,
+}
+
+impl MeteredPresence {
+    /// Wraps `inner`, labelled `store` (`memory` or `redis`).
+    pub fn wrap(
+        inner: Arc<dyn PresenceStore>,
+        metrics: SharedMetrics,
+        store: &'static str,
+    ) -> Arc<dyn PresenceStore> {
+        Arc::new(MeteredPresence {
+            inner,
+            metrics,
+            store,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceStore for MeteredPresence {
+    async fn join(
+        &self,
+        room: &str,
+        user: UserId,
+        sub: SubscriptionKey,
+    ) -> Result<Join, PresenceError> {
+        let join = self.inner.join(room, user, sub).await?;
+        if join.first {
+            self.metrics.presence_joined(self.store, room, user);
+        }
+        Ok(join)
+    }
+
+    async fn leave(
+        &self,
+        room: &str,
+        user: UserId,
+        sub: SubscriptionKey,
+    ) -> Result<Leave, PresenceError> {
+        let leave = self.inner.leave(room, user, sub).await?;
+        if leave.last {
+            self.metrics.presence_left(self.store, room, user);
+        }
+        Ok(leave)
+    }
+
+    async fn heartbeat(&self, room: &str, user: UserId) -> Result<(), PresenceError> {
+        self.inner.heartbeat(room, user).await
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<UserId>, PresenceError> {
+        self.inner.members(room).await
+    }
+
+    fn maintenance(&self) -> Option<Maintenance> {
+        self.inner.maintenance()
+    }
+
+    async fn sweep(&self) -> Result<Vec<PresenceChange>, PresenceError> {
+        let r = self.inner.sweep().await;
+        match &r {
+            Ok(changes) => {
+                for c in changes {
+                    match c.kind {
+                        ChangeKind::Joined => {
+                            self.metrics.presence_joined(self.store, &c.room, c.user)
+                        }
+                        ChangeKind::Left => self.metrics.presence_left(self.store, &c.room, c.user),
+                    }
+                }
+                self.metrics.presence_swept(self.store, Ok(changes.len()));
+            }
+            Err(e) => self.metrics.presence_swept(self.store, Err(e)),
+        }
+        r
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+/// A broker that reports what this node publishes to the metrics.
+pub struct MeteredBroker {
+    inner: SharedBroker,
+    metrics: SharedMetrics,
+}
+
+impl MeteredBroker {
+    /// Wraps `inner`.
+    pub fn wrap(inner: SharedBroker, metrics: SharedMetrics) -> SharedBroker {
+        Arc::new(MeteredBroker { inner, metrics })
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for MeteredBroker {
+    async fn publish(&self, stream: &str, payload: Bytes) -> Result<(), BrokerError> {
+        let len = payload.len();
+        let r = self.inner.publish(stream, payload).await;
+        self.metrics
+            .published(stream, len, r.as_ref().err().map(|e| e as _));
+        r
+    }
+
+    async fn subscribe(&self, stream: &str) -> Result<(), BrokerError> {
+        self.inner.subscribe(stream).await
+    }
+
+    async fn unsubscribe(&self, stream: &str) -> Result<(), BrokerError> {
+        self.inner.unsubscribe(stream).await
+    }
+
+    fn health(&self) -> BrokerHealth {
+        self.inner.health()
+    }
+}
+
+/// Counts the broadcast subscriber's Redis reconnections until `stop`; `events` is
+/// subscribed after the first connection, so every event is a reconnection.
+pub async fn watch_redis_reconnects(
+    mut events: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    metrics: SharedMetrics,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            e = events.recv() => match e {
+                Ok(_) => metrics.redis_reconnected(),
+                Err(RecvError::Lagged(n)) => {
+                    for _ in 0..n {
+                        metrics.redis_reconnected();
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
     }
 }
 

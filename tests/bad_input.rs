@@ -204,3 +204,310 @@ async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
         "the eviction is logged"
     );
 }
+
+#[tokio::test]
+async fn binary_frames_are_ignored_and_the_connection_goes_on() {
+    let server = TestServer::start(&[]);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    let mut c = CableClient::welcomed(&server, 1).await;
+    let sub = command("subscribe", CHAT, None);
+    c.send_message(Message::Binary(sub.clone().into_bytes()))
+        .await;
+    assert_eq!(c.drain().await, Vec::<String>::new(), "no answer to binary");
+    c.send(&sub).await;
+    assert_eq!(c.drain().await, vec![confirm(CHAT)]);
+    assert!(server.log().contains("binary frame ignored"));
+    still_served(&mut bystander, &mut speaker).await;
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused_without_harm() {
+    let server = TestServer::start(&[]);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    let mut c = CableClient::welcomed(&server, 1).await;
+    const MINE: &str = r#"{"channel":"ChatChannel","room":"nested"}"#;
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    // The whole frame nested: not a command, ignored as Rails ignores bad JSON.
+    c.send(&deep(100_000)).await;
+    // Nested inside the identifier: the identifier's params cannot be read → rejected.
+    let identifier = format!(r#"{{"channel":"ChatChannel","room":{}}}"#, deep(50_000));
+    c.subscribe(&identifier).await;
+    // Nested inside a perform's data: ignored.
+    c.subscribe(MINE).await;
+    c.perform(
+        MINE,
+        &format!(r#"{{"action":"speak","text":{}}}"#, deep(50_000)),
+    )
+    .await;
+    // Rails ignores an identifier it cannot parse; so do we (no frame at all).
+    let got = c.drain().await;
+    assert_eq!(got, vec![confirm(MINE)]);
+    assert!(server.log().contains("command not processed"));
+    // Still a working connection.
+    c.perform(MINE, r#"{"text":"after","action":"speak"}"#)
+        .await;
+    assert_eq!(c.drain().await.len(), 1);
+    still_served(&mut bystander, &mut speaker).await;
+}
+
+#[tokio::test]
+async fn thousands_of_subscriptions_on_one_connection_hit_the_cap() {
+    const N: usize = 1000;
+    // The default rate and burst (the burst is below the outbox capacity), with a
+    // flood bound the 8 s this takes stays under. Without the rate limit, a thousand
+    // replies queued faster than the writer drains them overflow the outbox and the
+    // client is disconnected as slow (a known weakness: replies do not wait for room).
+    let server = TestServer::start(&["--command-flood-seconds", "30"]);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    let c = CableClient::welcomed(&server, 1).await;
+    // Read while sending: a client that reads nothing while 3000 answers pile up is
+    // a slow client, and would be disconnected as one.
+    let (mut tx, mut rx) = c.split();
+    let reading = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < N {
+            match tokio::time::timeout(support::EVENT_TIMEOUT, rx.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if !t.contains("\"ping\"") => got.push(t),
+                Ok(Some(Ok(_))) => {}
+                other => return Err(format!("after {} answers: {other:?}", got.len())),
+            }
+        }
+        Ok(got)
+    });
+    for i in 0..N {
+        let id = format!(r#"{{"channel":"ChatChannel","room":"t{i}"}}"#);
+        if tx
+            .send(Message::Text(command("subscribe", &id, None)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let got = reading
+        .await
+        .expect("reader")
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(got.len(), N, "every subscribe is answered");
+    let confirmed = got
+        .iter()
+        .filter(|t| t.contains("confirm_subscription"))
+        .count();
+    assert_eq!(confirmed, 512, "the default --max-subscriptions");
+    assert!(got[512..].iter().all(|t| t.contains("reject_subscription")));
+    still_served(&mut bystander, &mut speaker).await;
+    let metrics = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"ferrocable_limit_triggers_total{limit="subscriptions"} 488"#),
+        "{metrics}"
+    );
+}
+
+const FLOOD_ARGS: [&str; 6] = [
+    "--max-commands-per-second",
+    "20",
+    "--command-burst",
+    "10",
+    "--command-flood-seconds",
+    "3",
+];
+
+#[tokio::test]
+async fn a_burst_past_the_rate_limit_is_slowed_down_not_lost() {
+    let server = TestServer::start(&FLOOD_ARGS);
+    let mut c = CableClient::welcomed(&server, 1).await;
+    // 40 at once: 10 from the burst, 30 at 20/s — 1.5 s of backpressure, under the
+    // 3 s flood bound. Every one is answered, in order.
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"channel":"ChatChannel","room":"b{i}"}}"#))
+        .collect();
+    let started = std::time::Instant::now();
+    for id in &ids {
+        c.subscribe(id).await;
+    }
+    let got = c.drain().await;
+    assert_eq!(got, ids.iter().map(|i| confirm(i)).collect::<Vec<_>>());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1400),
+        "the limit slowed the burst down: {:?}",
+        started.elapsed()
+    );
+    // Counted: each throttled stretch once (the client's own pauses may split the
+    // burst into several), each delayed command.
+    let metrics = server.http_get("/metrics").await;
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value(r#"ferrocable_limit_triggers_total{limit="command_rate"}"#) >= 1);
+    let delayed = value("ferrocable_commands_delayed_total");
+    assert!((1..=30).contains(&delayed), "{delayed} delayed");
+    assert!(server.log().contains("command rate limit reached"));
+}
+
+#[tokio::test]
+async fn a_subscribe_flood_is_disconnected_as_invalid_request() {
+    let server = TestServer::start(&FLOOD_ARGS);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    let flooder = CableClient::welcomed(&server, 1).await;
+    let (mut tx, mut rx) = flooder.split();
+    // Sends until the server stops it; the sends block under backpressure.
+    let sending = tokio::spawn(async move {
+        for i in 0..100_000 {
+            let sub = command(
+                "subscribe",
+                &format!(r#"{{"channel":"ChatChannel","room":"f{i}"}}"#),
+                None,
+            );
+            if tx.send(Message::Text(sub)).await.is_err() {
+                return i;
+            }
+        }
+        100_000
+    });
+    // Meanwhile the others are served at normal speed.
+    still_served(&mut bystander, &mut speaker).await;
+    let mut confirms = 0;
+    let deadline = tokio::time::Instant::now() + support::EVENT_TIMEOUT;
+    let disconnect = loop {
+        match tokio::time::timeout_at(deadline, rx.next())
+            .await
+            .expect("disconnected in time")
+        {
+            Some(Ok(Message::Text(t))) if t.contains("confirm_subscription") => confirms += 1,
+            Some(Ok(Message::Text(t))) if t.contains("disconnect") => break t,
+            Some(Ok(_)) => {}
+            other => panic!("stream ended without a disconnect frame: {other:?}"),
+        }
+    };
+    assert_eq!(
+        disconnect,
+        r#"{"type":"disconnect","reason":"invalid_request","reconnect":false}"#
+    );
+    // 10 of burst + about 20/s for the 3 s of flooding (more when the flooder's own
+    // hiccups let tokens gather and restart the flood clock).
+    assert!((40..=400).contains(&confirms), "{confirms} confirms");
+    match tokio::time::timeout(support::EVENT_TIMEOUT, rx.next())
+        .await
+        .expect("close in time")
+    {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
+        other => panic!("expected close 1000, saw {other:?}"),
+    }
+    let _ = sending.await;
+    still_served(&mut bystander, &mut speaker).await;
+    let metrics = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"ferrocable_limit_triggers_total{limit="command_flood"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ferrocable_closes_total{reason="command_flood"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Reads from a raw socket until the server closes it; returns what it sent.
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(support::EVENT_TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .expect("the server closes the socket in time");
+    out
+}
+
+#[tokio::test]
+async fn slow_loris_upgrades_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(&["--handshake-timeout", "1"]);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    // Headers trickling in and never finished, and a socket that sends nothing.
+    let mut trickle = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    trickle
+        .write_all(b"GET /cable?user_id=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .expect("write");
+    let mut silent = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        read_until_closed(&mut trickle),
+        read_until_closed(&mut silent)
+    );
+    assert!(a.is_empty() && b.is_empty(), "closed without an answer");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    still_served(&mut bystander, &mut speaker).await;
+    let metrics = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"ferrocable_limit_triggers_total{limit="handshake_deadline"} 2"#),
+        "{metrics}"
+    );
+    assert!(server
+        .log()
+        .contains("HTTP request headers not received in time"));
+}
+
+#[tokio::test]
+async fn past_max_connections_upgrades_get_503() {
+    let server = TestServer::start(&["--max-connections", "2"]);
+    let mut a = chatting(&server, 2).await;
+    let mut b = chatting(&server, 3).await;
+    let refused = {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(&server.addr)
+            .await
+            .expect("connect");
+        let req = format!(
+            "GET /cable?user_id=1 HTTP/1.1\r\nHost: {a}\r\nOrigin: http://{a}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            a = server.addr
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            use tokio::io::AsyncReadExt;
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(support::EVENT_TIMEOUT, s.read(&mut chunk))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(n > 0, "closed without an answer");
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    still_served(&mut a, &mut b).await;
+    let metrics = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"ferrocable_upgrades_refused_total{reason="capacity"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ferrocable_limit_triggers_total{limit="connections"} 1"#),
+        "{metrics}"
+    );
+    // A slot frees when a client leaves.
+    drop(a);
+    let deadline = std::time::Instant::now() + support::EVENT_TIMEOUT;
+    loop {
+        let m = server.http_get("/metrics").await;
+        if m.contains("\nferrocable_connections 1\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut c = CableClient::welcomed(&server, 1).await;
+    assert!(c.drain().await.is_empty());
+}

@@ -130,6 +130,9 @@ pub enum AuthError {
     /// The profile source failed.
     #[error("profile lookup failed")]
     Profile(#[from] ProfileError),
+    /// Authentication took longer than `--auth-timeout`.
+    #[error("authentication took longer than its deadline")]
+    Deadline,
 }
 
 /// Decides who a connection belongs to.

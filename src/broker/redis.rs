@@ -234,6 +234,14 @@ impl RedisBroker {
         *self.resync.notify.lock() = Some(notify);
     }
 
+    /// The subscriber connection's (re)connection events from now on (for metrics:
+    /// after [`RedisBroker::connect`] returned, each one is a reconnection).
+    pub fn reconnect_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<fred::types::config::Server> {
+        self.subscriber.reconnect_rx()
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &RedisBrokerConfig {
         &self.cfg

@@ -65,6 +65,9 @@ pub enum DisconnectReason {
     },
     /// The client did not read fast enough and its outbox overflowed.
     SlowClient,
+    /// The client kept flooding commands past the rate limit (`invalid_request`, the
+    /// Action Cable reason for a request the server refuses); it must not retry.
+    InvalidRequest,
 }
 
 impl DisconnectReason {
@@ -76,13 +79,14 @@ impl DisconnectReason {
             DisconnectReason::Remote { .. } => "remote",
             // Not one of Rails' reasons; clients only log the reason and act on `reconnect`.
             DisconnectReason::SlowClient => "slow_client",
+            DisconnectReason::InvalidRequest => "invalid_request",
         }
     }
 
     /// Whether the client should reconnect.
     pub fn reconnect(&self) -> bool {
         match self {
-            DisconnectReason::Unauthorized => false,
+            DisconnectReason::Unauthorized | DisconnectReason::InvalidRequest => false,
             DisconnectReason::ServerRestart | DisconnectReason::SlowClient => true,
             DisconnectReason::Remote { reconnect } => *reconnect,
         }

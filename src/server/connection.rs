@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::frame::{self, Frame, FrameError, Opcode, Parsed};
+use super::limits::Admit;
 use super::State;
 use crate::auth::{AuthOutcome, HandshakeRequest, RejectReason};
 use crate::channels::{CommandOutcome, Subscriptions};
@@ -146,7 +147,7 @@ async fn serve(
 ) {
     let _open = OpenConnection::new(&state.metrics);
     let outcome = tokio::select! {
-        r = state.authenticator.authenticate(&req) => r,
+        r = state.limits.authenticate(state.authenticator.as_ref(), &req, id, &state.metrics) => r,
         _ = shutdown.cancelled() => return,
     };
     drop(req);
@@ -220,6 +221,7 @@ async fn serve(
         Some(Closing::Close(_)) => Some("protocol_error"),
         Some(Closing::Disconnect(DisconnectReason::ServerRestart)) => Some("server_restart"),
         Some(Closing::Disconnect(DisconnectReason::SlowClient)) => Some("slow_client"),
+        Some(Closing::Disconnect(DisconnectReason::InvalidRequest)) => Some("command_flood"),
         Some(Closing::Disconnect(DisconnectReason::Remote { .. })) => Some("remote"),
         Some(Closing::Disconnect(DisconnectReason::Unauthorized))
         | Some(Closing::PeerGone)
@@ -293,6 +295,7 @@ async fn read_loop(
     let mut partial: Option<(bool, Vec<u8>)> = None;
     // When draining: the moment this connection is told `server_restart`.
     let mut leave_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut bucket = state.limits.bucket();
     loop {
         let read = tokio::select! {
             biased;
@@ -393,6 +396,17 @@ async fn read_loop(
         let Some((is_text, bytes)) = message else {
             continue;
         };
+        match (state.limits)
+            .admit(&mut bucket, conn, &state.metrics, bytes.len())
+            .await
+        {
+            Admit::Go => {}
+            Admit::Closing => continue,
+            Admit::Flood => {
+                conn.close(Closing::Disconnect(DisconnectReason::InvalidRequest));
+                return false;
+            }
+        }
         if !is_text {
             state.metrics.bad_command(
                 conn.id(),
@@ -444,7 +458,9 @@ async fn handle_text(bytes: &[u8], conn: &ConnHandle, subs: &mut Subscriptions, 
         CommandOutcome::Unsubscribed => state.metrics.unsubscribed(conn.id(), command.identifier()),
         CommandOutcome::Reconfirmed | CommandOutcome::Performed => {}
         CommandOutcome::Rejected(why) => {
-            tracing::info!(identifier = %command.identifier(), why, "subscription rejected");
+            state
+                .metrics
+                .subscription_rejected(conn.id(), command.identifier(), why)
         }
         CommandOutcome::Ignored(why) => state.metrics.bad_command(conn.id(), &why),
     }

@@ -13,9 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use super::{upgrade, State};
 
-/// How long a client may take to send its request headers (slow-loris bound).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts until `shutdown` is cancelled. Accept errors (e.g. out of file descriptors)
 /// are logged and retried with backoff; they never stop the server.
 pub async fn accept_loop(
@@ -63,6 +60,8 @@ async fn serve_http(
     if let Err(e) = sock.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let metrics = state.metrics.clone();
+    let handshake_timeout = state.limits.handshake_timeout;
     let service = service_fn(move |req| {
         let state = state.clone();
         let tasks = tasks.clone();
@@ -71,7 +70,7 @@ async fn serve_http(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(handshake_timeout)
         .auto_date_header(false)
         .title_case_headers(true);
     let conn = builder
@@ -80,8 +79,10 @@ async fn serve_http(
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, peer = %peer, "http connection error");
+            match r {
+                Err(e) if e.is_timeout() => metrics.handshake_deadline(&peer, handshake_timeout),
+                Err(e) => tracing::debug!(error = %e, peer = %peer, "http connection error"),
+                Ok(()) => {}
             }
         }
         _ = shutdown.cancelled() => {

@@ -10,6 +10,7 @@
 
 pub mod connection;
 pub mod frame;
+pub mod limits;
 pub mod listener;
 pub mod upgrade;
 
@@ -32,7 +33,7 @@ use crate::channels::turbo::{StreamNameVerifier, TurboStreamsChannel};
 use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
 use crate::config::{Checked, OriginPolicy, ProfileSpec};
 use crate::hub::Hub;
-use crate::metrics::{Metrics, SharedMetrics};
+use crate::metrics::{MeteredBroker, MeteredPresence, Metrics, SharedMetrics};
 use crate::presence::{MemoryStore, PresenceStore, RedisStore, RedisStoreConfig};
 use crate::protocol::frames;
 
@@ -60,6 +61,9 @@ pub enum ServerError {
     /// Redis is unreachable or misconfigured at startup.
     #[error("redis: {0}")]
     Redis(String),
+    /// A limit flag is out of range.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Builds the identification pipeline the configuration asks for.
@@ -148,6 +152,7 @@ impl BroadcastHandler for HubRelay {
     fn on_broadcast(&self, stream: &str, payload: &[u8]) {
         let fan = self.hub.broadcast(stream, payload);
         self.metrics.broadcast(stream, fan.delivered);
+        self.metrics.broadcast_bytes(payload.len(), fan.delivered);
     }
 
     /// `ActionCable.server.remote_connections.where(…).disconnect`: Rails 6.1 publishes
@@ -209,6 +214,8 @@ pub struct State {
     pub drain: CancellationToken,
     /// Disconnects are spread over this window.
     pub drain_window: Duration,
+    /// Command rate and deadlines.
+    pub limits: limits::Limits,
 }
 
 /// The wired-up application, before it binds.
@@ -295,9 +302,16 @@ impl App {
             // this node receives broadcasts again.
             redis_broker.notify_after_resubscribe(m.wake);
         }
+        let reconnects = redis_broker.reconnect_events();
         let broker: SharedBroker = Arc::new(redis_broker);
         let presence: Arc<dyn PresenceStore> = Arc::new(store);
-        Self::assemble(cfg, metrics, hub, broker, presence)
+        let app = Self::assemble(cfg, metrics, hub, broker, presence)?;
+        tokio::spawn(crate::metrics::watch_redis_reconnects(
+            reconnects,
+            app.state.metrics.clone(),
+            app.background.clone(),
+        ));
+        Ok(app)
     }
 
     /// `"embedded"` or `"redis"`.
@@ -322,6 +336,13 @@ impl App {
         broker: SharedBroker,
         presence: Arc<dyn PresenceStore>,
     ) -> Result<App, ServerError> {
+        let limits = limits::Limits::new(&cfg.raw)?;
+        let store = match broker.health() {
+            BrokerHealth::Embedded => "memory",
+            BrokerHealth::Redis { .. } => "redis",
+        };
+        let presence = MeteredPresence::wrap(presence, metrics.clone(), store);
+        let broker = MeteredBroker::wrap(broker, metrics.clone());
         let profiles: Arc<dyn ProfileSource> = match &cfg.profiles {
             // Connects lazily; `Server::bind` checks it answers before binding.
             ProfileSpec::Database(db) => auth::sql::cached_source(db, cfg.profile_cache)?,
@@ -398,6 +419,7 @@ impl App {
             dev_auth: cfg.raw.dev_user_param.is_some(),
             drain: CancellationToken::new(),
             drain_window: Duration::from_secs_f64(cfg.raw.drain_window),
+            limits,
         });
         Ok(App {
             state,

@@ -115,6 +115,9 @@ pub fn handle(
         return health(&state);
     }
     if path == "/metrics" && req.method() == Method::GET {
+        if let BrokerHealth::Redis { up } = state.channels.broker.health() {
+            state.metrics.redis_state(up);
+        }
         let body = state.metrics.render(state.channels.hub.stream_count());
         let mut r = Response::new(Full::new(Bytes::from(body)));
         r.headers_mut().insert(

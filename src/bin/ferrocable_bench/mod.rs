@@ -7,6 +7,7 @@ mod connect;
 mod presence;
 mod redis;
 mod shards;
+mod soak;
 mod stats;
 mod ws;
 
@@ -75,6 +76,14 @@ enum Mode {
         /// The stream name.
         #[arg(long)]
         stream: String,
+    },
+    /// Hold N connections with churn for a long time; sample the server's RSS and
+    /// report its drift and every error (scripts/soak.sh).
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: soak::Args,
     },
 }
 
@@ -158,6 +167,7 @@ pub fn main() -> ExitCode {
         Mode::Broadcast { common, .. } => ("broadcast", common),
         Mode::FanoutCeiling { common, .. } => ("fanout-ceiling", common),
         Mode::PresenceChurn { common, .. } => ("presence-churn", common),
+        Mode::Soak { common, .. } => ("soak", common),
     };
     stats::now_ns(); // start the shared clock
     let fail = |e: String| {
@@ -225,6 +235,7 @@ pub fn main() -> ExitCode {
             Mode::Broadcast { args, .. } => broadcast::run(&ctx, args).await,
             Mode::FanoutCeiling { args, .. } => broadcast::ceiling(&ctx, args).await,
             Mode::PresenceChurn { args, .. } => presence::run(&ctx, args).await,
+            Mode::Soak { args, .. } => soak::run(&ctx, args).await,
             Mode::SignTurbo { .. } => Err("unreachable: handled before the runtime".into()),
         };
         // Connections close as the shards stop.

@@ -1,0 +1,292 @@
+//! Per-connection limits on time rather than size: the command rate and the deadlines
+//! for a connection that never finishes its handshake or its authentication.
+//!
+//! # Command rate: backpressure, then disconnection
+//! Each connection has a token bucket ([`CommandBucket`], 24 bytes in the reader's
+//! state, no allocation): `--command-burst` tokens, refilled at
+//! `--max-commands-per-second`. A client message takes one token. When none is left
+//! the reader *waits* for the next token before handling the message and before
+//! reading anything more from the socket, so the kernel's receive buffer fills and TCP
+//! flow control slows the client down: nothing a well-behaved client sends is lost or
+//! reordered, it only arrives later. A client that stays throttled without a pause for
+//! `--command-flood-seconds` (it keeps the socket full of commands) is disconnected
+//! with `{"type":"disconnect","reason":"invalid_request","reconnect":false}` and a
+//! close 1000, the Action Cable reason for a request the server will not serve, with
+//! no reconnect so a runaway client stops.
+//!
+//! Control frames (ping, pong, close) take no token: they are answered at once and a
+//! client that never reads its pongs is caught by the outbox cap.
+//!
+//! # Invariants
+//! - A throttled connection still reacts at once to being closed (slow client, remote
+//!   disconnect, shutdown): the wait is abandoned and the message dropped.
+//! - A single wait is at most one second (`--max-commands-per-second` is at least 1
+//!   when on).
+
+use std::time::{Duration, Instant};
+
+use crate::auth::{AuthError, AuthOutcome, Authenticator, HandshakeRequest};
+use crate::config::{Config, ConfigError};
+use crate::hub::ConnHandle;
+use crate::metrics::Metrics;
+
+/// The limits, checked once at startup.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    rate: Option<RateLimit>,
+    /// How long a client may take to send its HTTP request headers.
+    pub handshake_timeout: Duration,
+    /// How long authentication may take after the upgrade.
+    pub auth_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct RateLimit {
+    per_sec: u64,
+    burst: u64,
+    flood_ms: u64,
+    epoch: Instant,
+}
+
+/// Thousandths of a token.
+const MILLI: u64 = 1000;
+
+fn seconds(
+    name: &'static str,
+    value: f64,
+    (min, what): (f64, &'static str),
+) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value >= min && value <= 3600.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::BadLimit {
+            name,
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
+const TENTH: (f64, &str) = (0.1, "between 0.1 and 3600 seconds");
+const ONE: (f64, &str) = (1.0, "between 1 and 3600 seconds");
+
+impl Limits {
+    /// Reads and checks the limit flags.
+    ///
+    /// # Errors
+    /// A [`ConfigError::BadLimit`] naming the first flag out of range.
+    pub fn new(cfg: &Config) -> Result<Limits, ConfigError> {
+        let handshake_timeout = seconds("--handshake-timeout", cfg.handshake_timeout, TENTH)?;
+        let auth_timeout = seconds("--auth-timeout", cfg.auth_timeout, TENTH)?;
+        let flood = seconds("--command-flood-seconds", cfg.command_flood_seconds, ONE)?;
+        let rate = if cfg.max_commands_per_second == 0 {
+            None
+        } else {
+            if cfg.command_burst == 0 {
+                return Err(ConfigError::BadLimit {
+                    name: "--command-burst",
+                    what: "at least 1",
+                    value: "0".into(),
+                });
+            }
+            Some(RateLimit {
+                per_sec: u64::from(cfg.max_commands_per_second),
+                burst: u64::from(cfg.command_burst),
+                flood_ms: flood.as_millis() as u64,
+                epoch: Instant::now(),
+            })
+        };
+        Ok(Limits {
+            rate,
+            handshake_timeout,
+            auth_timeout,
+        })
+    }
+
+    /// A full bucket for a new connection.
+    pub fn bucket(&self) -> CommandBucket {
+        match &self.rate {
+            Some(r) => CommandBucket {
+                tokens: r.burst * MILLI,
+                last_ms: r.now_ms(),
+                throttled_since_ms: None,
+            },
+            None => CommandBucket::default(),
+        }
+    }
+
+    /// Takes a token for one client message of `len` bytes, waiting for it when the
+    /// bucket is empty (see the module docs).
+    pub async fn admit(
+        &self,
+        bucket: &mut CommandBucket,
+        conn: &ConnHandle,
+        metrics: &Metrics,
+        len: usize,
+    ) -> Admit {
+        metrics.received(len);
+        let Some(rate) = &self.rate else {
+            return Admit::Go;
+        };
+        let now = rate.now_ms();
+        let wait_ms = match rate.take(bucket, now) {
+            None => return Admit::Go,
+            Some(wait_ms) => wait_ms,
+        };
+        let since = *bucket.throttled_since_ms.get_or_insert_with(|| {
+            metrics.rate_limited(conn.id(), rate.per_sec, rate.burst);
+            now
+        });
+        metrics.command_delayed();
+        if now + wait_ms - since > rate.flood_ms {
+            metrics.flood(conn.id(), (now - since) as f64 / 1000.0);
+            return Admit::Flood;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+            _ = conn.closing().cancelled() => return Admit::Closing,
+        }
+        rate.refill(bucket, rate.now_ms());
+        bucket.tokens = bucket.tokens.saturating_sub(MILLI);
+        Admit::Go
+    }
+
+    /// Runs `auth` for `req` within `--auth-timeout`.
+    ///
+    /// # Errors
+    /// The authenticator's error, or [`AuthError::Deadline`] when it took too long.
+    pub async fn authenticate(
+        &self,
+        auth: &dyn Authenticator,
+        req: &HandshakeRequest,
+        conn: u64,
+        metrics: &Metrics,
+    ) -> Result<AuthOutcome, AuthError> {
+        match tokio::time::timeout(self.auth_timeout, auth.authenticate(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                metrics.auth_deadline(conn, self.auth_timeout);
+                Err(AuthError::Deadline)
+            }
+        }
+    }
+}
+
+impl RateLimit {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn refill(&self, b: &mut CommandBucket, now: u64) {
+        let elapsed = now.saturating_sub(b.last_ms);
+        // `per_sec` tokens a second is `per_sec` thousandths a millisecond.
+        b.tokens = (b.tokens + elapsed * self.per_sec).min(self.burst * MILLI);
+        b.last_ms = now;
+    }
+
+    /// Takes a token now (`None`), or says how many milliseconds until one is there.
+    fn take(&self, b: &mut CommandBucket, now: u64) -> Option<u64> {
+        self.refill(b, now);
+        if b.tokens >= MILLI {
+            b.tokens -= MILLI;
+            // A token was waiting: the client paused, so it is not flooding.
+            b.throttled_since_ms = None;
+            return None;
+        }
+        Some((MILLI - b.tokens).div_ceil(self.per_sec).max(1))
+    }
+}
+
+/// One connection's command bucket.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandBucket {
+    tokens: u64,
+    last_ms: u64,
+    throttled_since_ms: Option<u64>,
+}
+
+/// What to do with a client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Handle it.
+    Go,
+    /// The connection is closing: drop it.
+    Closing,
+    /// The client keeps flooding: disconnect it (`invalid_request`).
+    Flood,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn limits(args: &[&str]) -> Limits {
+        let mut v = vec!["ferrocable"];
+        v.extend_from_slice(args);
+        Limits::new(&Config::try_parse_from(v).expect("flags")).expect("limits")
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_rate_and_caps_at_the_burst() {
+        let l = limits(&["--max-commands-per-second", "10", "--command-burst", "3"]);
+        let r = l.rate.clone().expect("on");
+        let mut b = CommandBucket {
+            tokens: 3 * MILLI,
+            last_ms: 0,
+            throttled_since_ms: None,
+        };
+        for _ in 0..3 {
+            assert_eq!(r.take(&mut b, 0), None);
+        }
+        // Empty: one token every 100 ms.
+        assert_eq!(r.take(&mut b, 0), Some(100));
+        assert_eq!(r.take(&mut b, 40), Some(60));
+        assert_eq!(r.take(&mut b, 100), None);
+        // A long pause refills only up to the burst.
+        for _ in 0..3 {
+            assert_eq!(r.take(&mut b, 60_000), None);
+        }
+        assert!(r.take(&mut b, 60_000).is_some());
+    }
+
+    #[test]
+    fn out_of_range_flags_are_named() {
+        let mut v = vec!["ferrocable", "--auth-timeout", "0"];
+        let e = Limits::new(&Config::try_parse_from(&v).expect("flags")).unwrap_err();
+        assert!(e.to_string().contains("--auth-timeout"), "{e}");
+        v = vec!["ferrocable", "--command-burst", "0"];
+        let e = Limits::new(&Config::try_parse_from(&v).expect("flags")).unwrap_err();
+        assert!(e.to_string().contains("--command-burst"), "{e}");
+        // Rate 0 is off, whatever the burst.
+        v.extend(["--max-commands-per-second", "0"]);
+        assert!(Limits::new(&Config::try_parse_from(&v).expect("flags")).is_ok());
+    }
+
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl Authenticator for Never {
+        async fn authenticate(&self, _: &HandshakeRequest) -> Result<AuthOutcome, AuthError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn authentication_has_a_deadline() {
+        let l = limits(&["--auth-timeout", "2"]);
+        let m = Metrics::new();
+        let req = HandshakeRequest {
+            headers: Default::default(),
+            query: None,
+            peer: "127.0.0.1:1".parse().expect("addr"),
+        };
+        let started = tokio::time::Instant::now();
+        let r = l.authenticate(&Never, &req, 1, &m).await;
+        assert!(matches!(r, Err(AuthError::Deadline)), "{r:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(m
+            .render(0)
+            .contains(r#"ferrocable_limit_triggers_total{limit="auth_deadline"} 1"#));
+    }
+}
