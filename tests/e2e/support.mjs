@@ -269,6 +269,9 @@ async function spawnRedis() {
     });
   });
   await withTimeout(ready, WAIT_MS, `redis-server on port ${port} to start`);
+  // It must not keep this test process alive; the exit handler above stops it.
+  child.unref();
+  child.stdout.unref();
   return `redis://127.0.0.1:${port}`;
 }
 
