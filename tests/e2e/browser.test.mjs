@@ -18,28 +18,15 @@ import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browser.mjs";
 import { bundle } from "../../examples/presence-demo/build.mjs";
 import { startPageServer, users as demoUsers } from "../../examples/presence-demo/server.mjs";
 import { startServer, WAIT_MS, withTimeout } from "./support.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const artifacts = join(here, "artifacts");
-const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 /** The issue's bound for a departure to reach the other window. */
 const LEAVE_MS = 5_000;
-
-// As the machine notes say: without the background-networking flags Chromium keeps
-// trying hosts this closed network refuses. headless is set by playwright.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-quic",
-  "--disable-sync",
-];
 
 /** What the page shows: the member count and the member list's names and avatars. */
 function readRoster() {
@@ -78,13 +65,6 @@ describe("presence demo page in headless Chromium", () => {
   let setUp;
   const ready = () => (setUp ??= setUpOnce());
   async function setUpOnce() {
-    if (!existsSync(chromiumPath)) {
-      throw new Error(
-        `Chromium not found at ${chromiumPath}. The browser test needs Debian's chromium ` +
-          `package (apt-get install chromium; .ci/run installs it) or CHROMIUM_BIN=/path/to/chromium. ` +
-          `It fails rather than skips.`,
-      );
-    }
     workDir = mkdtempSync(join(tmpdir(), "ferrocable-browser-"));
     bundlePath = await bundle(esbuild, {
       outfile: join(workDir, "application.js"),
@@ -93,7 +73,7 @@ describe("presence demo page in headless Chromium", () => {
     pages = await startPageServer({ bundlePath });
     server = await startServer({ users: demoUsers, extraArgs: ["--allowed-origins", pages.origin] });
     pages.cableUrl = server.cableUrl;
-    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     mkdirSync(artifacts, { recursive: true });
   }
 

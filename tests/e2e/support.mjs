@@ -4,15 +4,18 @@
 // Synchronisation is always on an event (a client callback, a frame, the server's
 // /health counters); timeouts exist only to turn a hang into a clear failure.
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { createServer as createNetServer } from "node:net";
 import { createInterface } from "node:readline";
+import { promisify } from "node:util";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import WebSocket from "ws";
+import { activeSupportJson } from "./rails.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -40,13 +43,17 @@ function clientPackage(pkg) {
     pkg,
     version: manifest.version,
     label: `${manifest.name}@${manifest.version}${pkg === manifest.name ? "" : ` (as ${pkg})`}`,
-    // The package's ESM build ("module" field), which is what bundlers load.
-    esmUrl: pathToFileURL(join(dirname(manifestPath), manifest.module)).href,
+    // The package's ESM build ("module" field, else the "." export), which is what
+    // bundlers load.
+    esmUrl: pathToFileURL(join(dirname(manifestPath), manifest.module ?? manifest.exports["."])).href,
   };
 }
 
 /** The clients every scenario runs against: the current one and an older one. */
 export const CLIENTS = [clientPackage("@rails/actioncable"), clientPackage("actioncable7")];
+
+/** AnyCable's client, speaking plain `actioncable-v1-json` (see `openAnyCableTab`). */
+export const ANYCABLE = clientPackage("@anycable/core");
 
 // ---------------------------------------------------------------------------
 // Browser globals the client touches in Node.
@@ -104,17 +111,23 @@ export const serverBinary = resolve(
 );
 
 /**
- * Starts `ferrocable --port 0` with the dev user parameter and a temp users file
- * (`users`, default `USERS`), and resolves once it has printed its URL. Stop it with
+ * Starts `ferrocable --port 0` (or `port`) with the dev user parameter (unless
+ * `devUser: false`) and a temp users file (`users`, default `USERS`), in Redis mode
+ * when `redis` is given, and resolves once it has printed its URL. Stop it with
  * `server.stop()`.
  */
-export async function startServer({ extraArgs = [], users = USERS } = {}) {
+export async function startServer({ extraArgs = [], users = USERS, port: wantedPort = 0, devUser = true, redis } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "ferrocable-e2e-"));
   const usersFile = join(dir, "users.json");
   writeFileSync(usersFile, JSON.stringify(users));
+  const args = ["--port", String(wantedPort), "--users-file", usersFile];
+  let port;
+  if (devUser) args.push("--dev-user-param", "user_id");
+  // Redis mode: `redis` is `{ url, prefix }` (see `redisServer()`).
+  if (redis) args.push("--redis-url", redis.url, "--channel-prefix", redis.prefix);
   const child = spawn(
     serverBinary,
-    ["--port", "0", "--dev-user-param", "user_id", "--users-file", usersFile, ...extraArgs],
+    [...args, ...extraArgs],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
@@ -147,9 +160,10 @@ export async function startServer({ extraArgs = [], users = USERS } = {}) {
     child.kill("SIGKILL");
     throw new Error(`unexpected first stdout line from ferrocable: ${JSON.stringify(line)}`);
   }
-  const [, httpUrl, port, path] = m;
+  const [, httpUrl, boundPort, path] = m;
+  port = Number(boundPort);
   Object.assign(server, {
-    port: Number(port),
+    port,
     origin: `http://127.0.0.1:${port}`,
     cableUrl: `ws://127.0.0.1:${port}${path}`,
     httpUrl,
@@ -167,6 +181,104 @@ export async function startServer({ extraArgs = [], users = USERS } = {}) {
   return server;
 }
 
+/**
+ * The reference app's ChatChannel as a `[[channels]]` declaration
+ * (`stream_from "chat_#{params[:room]}"`, `speak` re-broadcasting `text` with the
+ * user id), written to a temp file; pass the path as `--channels-file`.
+ */
+export function chatChannelsFile() {
+  const dir = mkdtempSync(join(tmpdir(), "ferrocable-e2e-channels-"));
+  const path = join(dir, "channels.toml");
+  writeFileSync(
+    path,
+    ['[[channels]]', 'name = "ChatChannel"', 'stream = "chat_{room}"', 'required = ["room"]', "[channels.actions]", 'speak = ["text"]', ""].join("\n"),
+  );
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return path;
+}
+
+// ---------------------------------------------------------------------------
+// Redis
+
+let redisStarted;
+const execFileAsync = promisify(execFile);
+
+/**
+ * The Redis server the Redis-mode tests share, with `prefix` (a `channel_prefix` of
+ * this test process's own, so servers of concurrent test files never hear each
+ * other's broadcasts; presence keys are kept apart by `uniqueRoom()`).
+ *
+ * `cargo test --test js_client` starts a `redis-server` on a free port and passes
+ * `FERROCABLE_E2E_REDIS_URL`; without it (a plain `node --test`) this process starts
+ * its own, killed when the process exits. Never the machine's default Redis.
+ */
+export async function redisServer() {
+  redisStarted ??= process.env.FERROCABLE_E2E_REDIS_URL
+    ? Promise.resolve(process.env.FERROCABLE_E2E_REDIS_URL)
+    : spawnRedis();
+  const url = await redisStarted;
+  return {
+    url,
+    prefix: `e2e${process.pid}`,
+    /** Runs `redis-cli -u url …args` and resolves with its (raw) output. */
+    async cli(...args) {
+      const { stdout } = await execFileAsync("redis-cli", ["-u", url, ...args]);
+      return stdout.replace(/\n$/, "");
+    },
+    /** The member ids of the seed's `room:<id>:members` set, sorted. */
+    async members(room) {
+      const out = await this.cli("SMEMBERS", `room:${room}:members`);
+      return out === "" ? [] : out.split("\n").map(Number).sort((a, b) => a - b);
+    },
+    /**
+     * `ActionCable.server.broadcast(stream, message)` as the Rails Redis adapter does it:
+     * PUBLISH of `ActiveSupport::JSON.encode(message)` on `<prefix>:<stream>`. Resolves
+     * with the number of Redis subscribers that received it.
+     */
+    async broadcast(stream, message) {
+      return Number(await this.cli("PUBLISH", `${this.prefix}:${stream}`, activeSupportJson(message)));
+    },
+  };
+}
+
+async function spawnRedis() {
+  const port = await new Promise((ok, fail) => {
+    const probe = createNetServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => ok(port));
+    });
+    probe.on("error", fail);
+  });
+  const dir = mkdtempSync(join(tmpdir(), "ferrocable-e2e-redis-"));
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
+  process.on("exit", () => {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const ready = new Promise((ok, fail) => {
+    child.once("error", (e) =>
+      fail(new Error(`cannot start redis-server (apt-get install redis-server): ${e.message}`)),
+    );
+    child.once("exit", (code) => fail(new Error(`redis-server on port ${port} exited (${code})`)));
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      if (line.includes("Ready to accept connections")) ok();
+    });
+  });
+  await withTimeout(ready, WAIT_MS, `redis-server on port ${port} to start`);
+  // It must not keep this test process alive; the exit handler above stops it.
+  child.unref();
+  child.stdout.unref();
+  return `redis://127.0.0.1:${port}`;
+}
+
+let roomCounter = 0;
+/** A room id no other test (in any test process) uses, as Redis keys are shared. */
+export const uniqueRoom = () => process.pid * 1000 + ++roomCounter;
+
 // ---------------------------------------------------------------------------
 // Tabs
 
@@ -174,29 +286,13 @@ let tabCounter = 0;
 const openTabs = new Set();
 
 /**
- * A simulated browser tab: a fresh instance of `client`'s module (imported under a
- * unique URL, so nothing — adapters, logger, classes' static settings — is shared with
- * other tabs), a WebSocket shim built on `ws`, and a consumer for `server`.
- *
- * Options: `userId` (omitted: no `user_id` query parameter), `origin` (default: the
- * same-origin value the server accepts), `staleThreshold` (the client's
- * `ConnectionMonitor.staleThreshold`, for this tab only).
+ * The recording part of a tab, shared by every client: `sockets` (every WebSocket the
+ * client constructed, in order), `frames` (`{ dir: "in" | "out" | "close", socket,
+ * data }`), waits on frames, and `WebSocket`, a `ws` subclass that sends `origin` (as
+ * browsers do; `null`: none) and any extra request `headers` (the browser's `Cookie`).
  */
-export async function openTab(client, server, { userId, origin = server.origin, staleThreshold } = {}) {
-  installBrowserGlobals();
-  const n = ++tabCounter;
-  const ActionCable = await import(`${client.esmUrl}?tab=${n}`);
-  const tab = {
-    n,
-    client,
-    ActionCable,
-    /** Every socket the client constructed, in order. */
-    sockets: [],
-    /** Every frame, in order: `{ dir: "in" | "out", socket: index, data }`. */
-    frames: [],
-    closed: false,
-    listeners: new Set(),
-  };
+function recordingTab(n, { origin, headers = {} }) {
+  const tab = { n, sockets: [], frames: [], closed: false, listeners: new Set() };
 
   // Counting constructions is how a reconnect attempt is observed: the client makes a
   // new WebSocket for every (re)connect.
@@ -207,16 +303,16 @@ export async function openTab(client, server, { userId, origin = server.origin, 
     static CLOSED = WebSocket.CLOSED;
     constructor(url, protocols) {
       // Browsers always send Origin; ferrocable (like Rails) refuses a missing one.
-      super(url, protocols, origin === null ? {} : { origin });
+      super(url, protocols, { headers, ...(origin === null ? {} : { origin }) });
       const index = tab.sockets.push(this) - 1;
-      this.addEventListener("message", (ev) => tab.record({ dir: "in", socket: index, data: ev.data }));
+      this.addEventListener("message", (ev) => tab.record({ dir: "in", socket: index, data: String(ev.data) }));
       this.addEventListener("close", (ev) =>
         tab.record({ dir: "close", socket: index, code: ev.code, reason: ev.reason }),
       );
       if (tab.closed) {
         // Only a stray reopen timer can get here after teardown; stop it for good.
         queueMicrotask(() => {
-          tab.consumer.disconnect();
+          tab.stopClient();
           this.terminate();
         });
       }
@@ -226,6 +322,7 @@ export async function openTab(client, server, { userId, origin = server.origin, 
       return super.send(data);
     }
   }
+  tab.WebSocket = TabWebSocket;
 
   tab.record = (frame) => {
     tab.frames.push(frame);
@@ -233,6 +330,8 @@ export async function openTab(client, server, { userId, origin = server.origin, 
   };
   /** Frames received from the server, parsed. */
   tab.received = () => tab.frames.filter((f) => f.dir === "in").map((f) => JSON.parse(f.data));
+  /** Pings received so far. */
+  tab.pings = () => tab.received().filter((f) => f.type === "ping");
   /** A readable transcript, for assertion messages. */
   tab.transcript = () =>
     tab.frames
@@ -240,14 +339,55 @@ export async function openTab(client, server, { userId, origin = server.origin, 
       .join("\n");
   /** Resolves once `predicate(tab)` holds, re-checked on every frame. */
   tab.until = (predicate, what, ms = WAIT_MS) => waitOn(tab.listeners, () => predicate(tab), `tab ${n}: ${what}`, ms, tab.transcript);
+  /** Closes the tab, as a page unload would. */
+  tab.close = () => {
+    if (tab.closed) return;
+    tab.closed = true;
+    tab.stopClient();
+    openTabs.delete(tab);
+  };
+  /** Closes the tab and drops any socket left (teardown). */
+  tab.dispose = () => {
+    tab.close();
+    for (const ws of tab.sockets) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
+  };
+  openTabs.add(tab);
+  return tab;
+}
+
+/** `cableUrl` with `query` (an object; `user_id` from `userId`) appended. */
+function cableUrlFor(server, { userId, query = {} }) {
+  const url = new URL(server.cableUrl);
+  if (userId !== undefined) url.searchParams.set("user_id", String(userId));
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  return url.href;
+}
+
+/**
+ * A simulated browser tab: a fresh instance of `client`'s module (imported under a
+ * unique URL, so nothing — adapters, logger, classes' static settings — is shared with
+ * other tabs), a WebSocket shim built on `ws`, and a consumer for `server`.
+ *
+ * Options: `userId` (omitted: no `user_id` query parameter), `query` (more query
+ * parameters, e.g. a JWT), `headers` (extra upgrade request headers, e.g. `Cookie`),
+ * `origin` (default: the same-origin value the server accepts), `staleThreshold` (the
+ * client's `ConnectionMonitor.staleThreshold`, for this tab only).
+ */
+export async function openTab(client, server, { userId, query, headers, origin = server.origin, staleThreshold } = {}) {
+  installBrowserGlobals();
+  const n = ++tabCounter;
+  const ActionCable = await import(`${client.esmUrl}?tab=${n}`);
+  const tab = recordingTab(n, { origin, headers });
+  Object.assign(tab, { client, ActionCable });
+  tab.stopClient = () => tab.consumer.disconnect();
+  const TabWebSocket = tab.WebSocket;
 
   ActionCable.adapters.WebSocket = TabWebSocket;
   ActionCable.adapters.logger = { log: (...args) => console.error(`[tab ${n} ${client.version}]`, ...args) };
   ActionCable.logger.enabled = Boolean(process.env.ACTIONCABLE_DEBUG);
   if (staleThreshold !== undefined) ActionCable.ConnectionMonitor.staleThreshold = staleThreshold;
 
-  const query = userId === undefined ? "" : `?user_id=${userId}`;
-  tab.consumer = ActionCable.createConsumer(`${server.cableUrl}${query}`);
+  tab.consumer = ActionCable.createConsumer(cableUrlFor(server, { userId, query }));
 
   /** Creates a subscription whose callbacks are recorded; see `Recorder`. */
   tab.subscribe = (params) => {
@@ -256,24 +396,55 @@ export async function openTab(client, server, { userId, origin = server.origin, 
     return rec;
   };
 
-  /** Closes the tab: `consumer.disconnect()`, as a page unload would. */
-  tab.close = () => {
-    if (tab.closed) return;
-    tab.closed = true;
-    tab.consumer.disconnect();
-    openTabs.delete(tab);
-  };
+  return tab;
+}
 
-  openTabs.add(tab);
+/**
+ * A tab running `@anycable/core`'s `createCable` with `protocol: "actioncable-v1-json"`
+ * and our recording `ws` subclass as `websocketImplementation`. Options as `openTab`,
+ * plus `cable` (more createCable options). The cable's own events (`connect`,
+ * `disconnect`, `close`) are kept in `tab.cableEvents` (a `Recorder`).
+ *
+ * The entry module is imported per tab, but its internal modules are shared between
+ * tabs (they hold no per-connection state: only a command counter).
+ */
+export async function openAnyCableTab(server, { userId, query, headers, origin = server.origin, cable = {} } = {}) {
+  const n = ++tabCounter;
+  const AnyCable = await import(`${ANYCABLE.esmUrl}?tab=${n}`);
+  const tab = recordingTab(n, { origin, headers });
+  tab.client = ANYCABLE;
+  tab.cableEvents = new Recorder(`tab ${n} cable`, tab.transcript);
+  const logLevel = process.env.ACTIONCABLE_DEBUG ? "debug" : "error";
+  tab.cable = AnyCable.createCable(cableUrlFor(server, { userId, query }), {
+    protocol: "actioncable-v1-json",
+    websocketImplementation: tab.WebSocket,
+    logLevel,
+    ...cable,
+  });
+  for (const type of ["connect", "disconnect", "close"]) {
+    tab.cable.on(type, (ev) => tab.cableEvents.push(type, ev));
+  }
+  tab.stopClient = () => tab.cable.disconnect();
+  /** Connects; resolves with `undefined`, or the error when the connection is refused. */
+  tab.connect = () => tab.cable.connect().then(() => undefined, (e) => e);
+
+  /**
+   * `cable.subscribeTo(channel, params)`, with the channel's events recorded as
+   * `connect`, `disconnect`, `close` and `received` (the `message` event).
+   */
+  tab.subscribe = (channel, params) => {
+    const rec = new Recorder(`tab ${n} ${channel} ${JSON.stringify(params)}`, tab.transcript);
+    rec.channel = tab.cable.subscribeTo(channel, params);
+    for (const type of ["connect", "disconnect", "close"]) rec.channel.on(type, (ev) => rec.push(type, ev));
+    rec.channel.on("message", (msg) => rec.push("received", msg));
+    return rec;
+  };
   return tab;
 }
 
 /** Closes every tab still open and drops any socket left (teardown). */
 export function closeAllTabs() {
-  for (const tab of [...openTabs]) {
-    tab.close();
-    for (const ws of tab.sockets) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
-  }
+  for (const tab of [...openTabs]) tab.dispose();
 }
 
 /**
@@ -288,11 +459,14 @@ export class Recorder {
     this.listeners = new Set();
   }
 
+  /** Records an event. */
+  push(type, arg) {
+    this.events.push({ type, arg });
+    for (const l of this.listeners) l();
+  }
+
   mixin() {
-    const push = (type) => (arg) => {
-      this.events.push({ type, arg });
-      for (const l of this.listeners) l();
-    };
+    const push = (type) => (arg) => this.push(type, arg);
     return {
       initialized: push("initialized"),
       connected: push("connected"),
