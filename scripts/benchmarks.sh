@@ -83,6 +83,9 @@ start_server() {
 
 stop_server() {
   kill "$PID" 2>/dev/null || true
+  # anycable-go 1.2 can take minutes to shut down with thousands of clients gone.
+  for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
   if [ -n "${RPID:-}" ]; then
     kill "$RPID" 2>/dev/null || true
