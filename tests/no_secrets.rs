@@ -213,24 +213,11 @@ async fn authentication_slower_than_its_deadline_is_cut_off() {
     assert_eq!(slow, "Close(1011)");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(first_frame(&server.addr, "?user_id=1", &[]).await, WELCOME);
-    let metrics = reqwest_free_get(&server.addr, "/metrics").await;
+    let metrics = support::http_get_at(&server.addr, "/metrics").await;
     assert!(
         metrics.contains(r#"ferrocable_limit_triggers_total{limit="auth_deadline"} 1"#),
         "{metrics}"
     );
     let log = std::fs::read_to_string(&server.log).expect("log");
     assert!(log.contains("authentication did not finish in time"));
-}
-
-async fn reqwest_free_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(support::EVENT_TIMEOUT, s.read_to_end(&mut out))
-        .await
-        .expect("in time")
-        .expect("read");
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -176,20 +176,24 @@ impl TestServer {
 
     /// GET `path` over a raw socket; returns (status line, headers+body text).
     pub async fn http_get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(&self.addr).await.expect("connect");
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        tokio::time::timeout(EVENT_TIMEOUT, s.read_to_end(&mut out))
-            .await
-            .expect("response in time")
-            .expect("read");
-        String::from_utf8_lossy(&out).into_owned()
+        http_get_at(&self.addr, path).await
     }
+}
+
+/// GET `path` from the server at `addr` over a raw socket (`Connection: close`);
+/// returns the whole response as text.
+#[allow(dead_code)]
+pub async fn http_get_at(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(EVENT_TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for TestServer {
