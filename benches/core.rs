@@ -60,7 +60,7 @@ fn fan_out(c: &mut Criterion) {
             b.iter(|| {
                 let fan = hub.broadcast("presence_room_1", black_box(PAYLOAD));
                 // Empty the outboxes so every iteration measures delivery, not overflow.
-                let mut out = Vec::new();
+                let mut out = std::collections::VecDeque::new();
                 for conn in &receivers {
                     conn.take_now(&mut out);
                     for item in out.drain(..) {

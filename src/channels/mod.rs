@@ -26,6 +26,7 @@
 
 pub mod presence;
 pub mod streams;
+mod table;
 pub mod turbo;
 
 use std::collections::HashMap;
@@ -203,7 +204,7 @@ pub enum CommandOutcome {
 pub struct Subscriptions {
     conn: ConnHandle,
     identity: Identity,
-    entries: HashMap<Identifier, Entry>,
+    entries: table::Table<Identifier, Entry>,
     next_seq: u32,
     max: usize,
 }
@@ -215,7 +216,7 @@ impl Subscriptions {
         Subscriptions {
             conn,
             identity,
-            entries: HashMap::new(),
+            entries: table::Table::new(),
             next_seq: 0,
             max,
         }

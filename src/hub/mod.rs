@@ -97,19 +97,21 @@ impl Connection {
     }
 
     /// Moves everything queued into `out` without waiting; returns how many.
-    pub fn take_now(&self, out: &mut Vec<Outgoing>) -> usize {
+    pub fn take_now(&self, out: &mut VecDeque<Outgoing>) -> usize {
         let mut q = self.outbox.lock();
         let n = q.items.len();
-        out.extend(q.items.drain(..));
-        // Keep a small queue's allocation for the next burst; give a large one back.
-        if q.items.capacity() > 64 {
-            q.items = VecDeque::new();
+        if out.is_empty() {
+            // The queue's allocation leaves with the frames: an idle connection holds
+            // no outbox buffer, and the writer drops it once they are written.
+            std::mem::swap(out, &mut q.items);
+        } else {
+            out.extend(q.items.drain(..));
         }
         n
     }
 
     /// Waits until something is queued, then moves everything queued into `out`.
-    pub async fn take(&self, out: &mut Vec<Outgoing>) {
+    pub async fn take(&self, out: &mut VecDeque<Outgoing>) {
         loop {
             if self.take_now(out) > 0 {
                 return;
@@ -363,7 +365,7 @@ mod tests {
         let conn = Connection::new(1, 4);
         let c = conn.clone();
         let waiter = tokio::spawn(async move {
-            let mut out = Vec::new();
+            let mut out = VecDeque::new();
             c.take(&mut out).await;
             out.len()
         });
@@ -371,7 +373,7 @@ mod tests {
         assert_eq!(waiter.await.expect("task"), 1);
         // Sent before anyone waits: the permit is kept.
         conn.send_text(Bytes::from_static(b"2")).expect("queued");
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         conn.take(&mut out).await;
         assert_eq!(out.len(), 1);
     }
@@ -384,9 +386,9 @@ mod tests {
     }
 
     fn one(conn: &Connection) -> Outgoing {
-        let mut v = Vec::new();
+        let mut v = VecDeque::new();
         assert_eq!(conn.take_now(&mut v), 1);
-        v.remove(0)
+        v.pop_front().expect("one frame")
     }
 
     #[test]
@@ -440,7 +442,7 @@ mod tests {
             Some(Closing::Disconnect(DisconnectReason::SlowClient))
         );
         assert!(!fast.closing().is_cancelled());
-        let mut got = Vec::new();
+        let mut got = VecDeque::new();
         assert_eq!(fast.take_now(&mut got), 2);
         slow.shut_outbox();
         assert_eq!(slow.send_text(Bytes::new()), Err(SendError::Closed));

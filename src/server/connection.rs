@@ -27,6 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::frame::{self, Frame, FrameError, Opcode, Parsed};
@@ -52,6 +53,7 @@ pub async fn run(
     state: Arc<State>,
     shutdown: CancellationToken,
     permit: OwnedSemaphorePermit,
+    tasks: TaskTracker,
 ) {
     let id = state
         .next_conn
@@ -66,15 +68,39 @@ pub async fn run(
             return;
         }
     };
+    // Copy what hyper read past the request and let its read buffer go now: `read_buf`
+    // is a view into hyper's 8 KiB buffer, which would otherwise live as long as this
+    // function's frame, i.e. the whole connection.
+    let pending = parts.read_buf.to_vec();
+    drop(parts.read_buf);
     let (rd, wr) = parts.io.into_inner().into_split();
     let reader = Reader {
         rd,
-        pending: parts.read_buf.to_vec(),
+        pending,
         max: state.max_message_size,
     };
-    Box::pin(serve(id, reader, wr, req, state, shutdown, permit))
-        .instrument(span)
+    let open = OpenConnection::new(&state.metrics);
+    let admitted = admit(id, reader, wr, req, &state, &shutdown)
+        .instrument(span.clone())
         .await;
+    if let Some(session) = admitted {
+        // The steady state runs as a task of its own, so that nothing of the handshake
+        // (the request, hyper's upgrade, this function's frame) stays allocated while
+        // the connection is open: a task's future keeps every argument of every
+        // function it awaits for its whole life.
+        tasks.spawn(serve(session, state, shutdown, permit, open).instrument(span));
+    }
+}
+
+/// What an authenticated connection carries into its steady state.
+struct Session {
+    id: u64,
+    reader: Reader,
+    wr: OwnedWriteHalf,
+    identity: crate::auth::Identity,
+    conn: ConnHandle,
+    /// The Rails connection identifier, listened on for remote disconnects.
+    internal: Option<String>,
 }
 
 /// The read half and the bytes of a frame still incomplete.
@@ -136,19 +162,19 @@ impl Reader {
     }
 }
 
-async fn serve(
+/// Authenticates the connection; on success returns what the steady state needs. A
+/// refused or failed authentication is answered and closed here.
+async fn admit(
     id: u64,
     mut reader: Reader,
     mut wr: OwnedWriteHalf,
     req: HandshakeRequest,
-    state: Arc<State>,
-    shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _open = OpenConnection::new(&state.metrics);
+    state: &State,
+    shutdown: &CancellationToken,
+) -> Option<Session> {
     let outcome = tokio::select! {
         r = state.limits.authenticate(state.authenticator.as_ref(), &req, id, &state.metrics) => r,
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => return None,
     };
     drop(req);
     let identity = match outcome {
@@ -170,7 +196,7 @@ async fn serve(
             if write_bounded(&mut wr, &buf).await {
                 reader.wait_for_close_reply().await;
             }
-            return;
+            return None;
         }
         Err(e) => {
             // Our failure, not the client's: close without `unauthorized` so the client
@@ -181,7 +207,7 @@ async fn serve(
             if write_bounded(&mut wr, &buf).await {
                 reader.wait_for_close_reply().await;
             }
-            return;
+            return None;
         }
     };
     tracing::Span::current().record("user", identity.user_id);
@@ -203,9 +229,35 @@ async fn serve(
     let mut welcome = Vec::with_capacity(frames::WELCOME.len() + 2);
     frame::encode(&mut welcome, Opcode::Text, frames::WELCOME);
     if !write_bounded(&mut wr, &welcome).await {
-        forget_internal(&state, internal.as_deref(), id).await;
-        return;
+        forget_internal(state, internal.as_deref(), id).await;
+        return None;
     }
+    Some(Session {
+        id,
+        reader,
+        wr,
+        identity,
+        conn,
+        internal,
+    })
+}
+
+/// Runs an admitted connection until it ends.
+async fn serve(
+    session: Session,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+    _open: OpenConnection,
+) {
+    let Session {
+        id,
+        mut reader,
+        wr,
+        identity,
+        conn,
+        internal,
+    } = session;
 
     let mut ping = state.ping.clone();
     // Only pings sent from now on; the first comes within one interval.
@@ -488,14 +540,14 @@ async fn write_bounded(wr: &mut OwnedWriteHalf, buf: &[u8]) -> bool {
 async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, conn: ConnHandle) {
     // Whether the last write was cut off halfway, which forbids writing anything more.
     let mut torn = false;
-    let mut items: Vec<Outgoing> = Vec::new();
+    let mut items: std::collections::VecDeque<Outgoing> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             biased;
             _ = conn.closing().cancelled() => break,
             _ = conn.take(&mut items) => {}
             changed = ping.changed() => match changed {
-                Ok(()) => items.push(Outgoing::Text(ping.borrow_and_update().clone())),
+                Ok(()) => items.push_back(Outgoing::Text(ping.borrow_and_update().clone())),
                 // The server is stopping; the connection will be told to close.
                 Err(_) => {
                     conn.closing().cancelled().await;
@@ -519,7 +571,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, co
                 buf.clear();
             }
         }
-        items = Vec::new();
+        items = std::collections::VecDeque::new();
         if torn || !write_or_tear(&mut wr, &buf, &conn, &mut torn).await {
             break;
         }

@@ -188,11 +188,12 @@ pub fn handle(
             .headers
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
+    let tracker = tasks.clone();
     tasks.spawn(async move {
         match fut.await {
             Ok(ws) => {
                 let drain = state.drain.clone();
-                connection::run(ws.into_inner(), handshake, state, drain, permit).await
+                connection::run(ws.into_inner(), handshake, state, drain, permit, tracker).await
             }
             Err(e) => tracing::debug!(peer = %peer, error = %e, "upgrade did not complete"),
         }
