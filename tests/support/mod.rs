@@ -198,6 +198,10 @@ pub async fn http_get_at(addr: &str, path: &str) -> String {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The server's side of a failed test.
+            eprintln!("--- ferrocable log ---\n{}--- end of log ---", self.log());
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
