@@ -1,7 +1,7 @@
-//! The `ferrocable` binary: flags, logging, signals.
+//! The `ferrocable` binary: configuration, logging, signals.
 
 use anyhow::Context;
-use ferrocable::config::{Config, LogFormat};
+use ferrocable::config::{LoadError, Loaded, LogFormat};
 use ferrocable::server::{App, Server};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -43,7 +43,21 @@ async fn first_signal() -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let raw = Config::from_args();
+    let loaded = match Loaded::from_env() {
+        Ok(l) => l,
+        // --help, --version and bad syntax: clap prints and picks the exit code.
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(e) => return Err(anyhow::Error::new(e).context("invalid configuration")),
+    };
+    if loaded.config.print_config {
+        print!("{}", loaded.render());
+        loaded
+            .config
+            .check()
+            .context("invalid configuration (printed above)")?;
+        return Ok(());
+    }
+    let raw = loaded.config;
     init_logging(raw.log_format);
     let cfg = raw.check().context("invalid configuration")?;
     let app = App::from_config(&cfg).await.context("cannot start")?;
