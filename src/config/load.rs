@@ -191,23 +191,25 @@ impl Loaded {
         })
     }
 
-    /// Where the value of argument `id` came from.
-    fn origin(&self, arg: &Arg) -> Option<String> {
+    /// Where the value of `arg` came from.
+    fn origin(&self, arg: &Arg) -> String {
         let id = arg.get_id().as_str();
-        Some(match self.matches.value_source(id)? {
-            ValueSource::CommandLine => format!("flag --{}", arg.get_long().unwrap_or(id)),
-            ValueSource::EnvVariable => format!(
+        match self.matches.value_source(id) {
+            Some(ValueSource::CommandLine) => {
+                format!("flag --{}", arg.get_long().unwrap_or(id))
+            }
+            Some(ValueSource::EnvVariable) => format!(
                 "env {}",
                 arg.get_env()
                     .map(OsStr::to_string_lossy)
                     .unwrap_or_default()
             ),
-            ValueSource::DefaultValue => match self.injected.get(id) {
+            // A default, or an empty list (which has no source of its own).
+            _ => match self.injected.get(id) {
                 Some(inj) => inj.origin.clone(),
                 None => "default".to_owned(),
             },
-            _ => "default".to_owned(),
-        })
+        }
     }
 
     /// The effective configuration as TOML that `--config` accepts, each value with a
@@ -232,12 +234,11 @@ impl Loaded {
                 .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
                 .unwrap_or_default();
             let list = matches!(arg.get_action(), ArgAction::Append);
-            let origin = self.origin(arg);
             if values.is_empty() && !list {
                 out.push_str(&format!("# {long}: not set\n"));
                 continue;
             }
-            let origin = origin.unwrap_or_else(|| "default".to_owned());
+            let origin = self.origin(arg);
             let secret = arg.is_hide_env_values_set() || arg.get_id() == "redis_url";
             let mut redacted = false;
             let shown: Vec<String> = values
