@@ -54,12 +54,16 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// A config file holding `text`, in a new temporary directory.
+fn config_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "ferrocable.toml", text);
+    (dir, file)
+}
+
 #[test]
 fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = write(
-        dir.path(),
-        "ferrocable.toml",
+    let (_dir, file) = config_file(
         "path = \"/from-file\"\nmax_connections = 5\nmax-subscriptions = 6\nnode-ttl = 2.5\n",
     );
     let out = print_config(
@@ -121,10 +125,7 @@ fn print_config_round_trips_through_config() {
 
 #[test]
 fn print_config_redacts_secrets() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = write(
-        dir.path(),
-        "ferrocable.toml",
+    let (_dir, file) = config_file(
         "jwt-secret = \"jwt-SECRET-in-file\"\nold-secret-key-bases = [\"OLD-SECRET-1\"]\n",
     );
     let out = print_config(
@@ -200,14 +201,9 @@ fn a_bad_config_file_is_refused_naming_the_file_and_key() {
 
 #[tokio::test]
 async fn values_from_the_file_take_effect() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = write(
-        dir.path(),
-        "ferrocable.toml",
-        &format!(
+    let (dir, file) = config_file(&format!(
             "port = 0\npath = \"/ws\"\nmax-connections = 1\ndev_user_param = \"user_id\"\n{CHANNELS_TOML}"
-        ),
-    );
+        ));
     let server = TestServer::start_with_args(dir, vec!["--config".into(), file]);
     let url = format!("ws://{}/ws?user_id=1", server.addr);
     let mut c = CableClient::connect(&url).await;
@@ -395,4 +391,37 @@ fn the_readme_documents_every_flag() {
         }
     }
     assert!(flags > 50, "only {flags} flags found in --help:\n{help}");
+}
+
+/// `examples/ferrocable.toml` is accepted as is and names every option.
+#[test]
+fn the_example_config_is_valid_and_names_every_option() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ferrocable.toml");
+    let text = std::fs::read_to_string(example).expect("example");
+    let out = print_config(&["--config", example], &[]);
+    assert_eq!(
+        parse(&out)["channels"][0]["name"].as_str(),
+        Some("ChatChannel")
+    );
+    let mut options = 0;
+    for l in out.lines() {
+        if l.starts_with("# channels declared") {
+            break;
+        }
+        let l = l.trim_start_matches("# ");
+        let key: String = l
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect();
+        let rest = &l[key.len()..];
+        if key.is_empty() || !(rest.starts_with(" = ") || rest.starts_with(": not set")) {
+            continue;
+        }
+        options += 1;
+        assert!(
+            text.contains(&format!("{key} = ")),
+            "examples/ferrocable.toml does not mention {key}"
+        );
+    }
+    assert!(options > 45, "{options} options in\n{out}");
 }
