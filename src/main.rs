@@ -59,6 +59,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let raw = loaded.config;
     init_logging(raw.log_format);
+    if let Some(path) = &raw.config {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
+    if let Some(root) = &raw.rails_root {
+        tracing::info!(root = %root.display(), rails_env = %raw.rails_env, "Rails app settings read");
+    }
     let cfg = raw.check().context("invalid configuration")?;
     let app = App::from_config(&cfg).await.context("cannot start")?;
     let mode = app.mode();

@@ -215,7 +215,8 @@ pub fn render_erb(
             rest = after;
             continue;
         }
-        let Some(end) = tag.find("%>") else {
+        // After the opening `<%`: `<%>` is an opening with `>` in it, not a close.
+        let Some(end) = tag[2..].find("%>").map(|i| i + 2) else {
             return Err(err("`<%` without a closing `%>`".into()));
         };
         let inner = &tag[2..end];
@@ -504,12 +505,25 @@ mod tests {
             .to_string();
         assert!(e.contains("NOPE is not set"), "{e}");
         for bad in [
+            "<%>",
+            "<%",
+            "<%=",
             "<%= ENV[\"A\"",
             "<%= \"#{x}\" %>",
             "<%= ENV.fetch(\"A\") + 1 %>",
             "<%= ENV.keys %>",
         ] {
             assert!(render_erb(bad, "c.yml", &env(&[])).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn erb_never_panics(
+            text in r#"(<%|%>|<%=|<%#|-%>|=|ENV|fetch|nil|\[|\]|"|'|\(|\)|\{|\}|\|\||\.|,| |x|1|#|\\|\n|é){0,40}"#
+        ) {
+            let _ = render_erb(&text, "f", &|_| None);
+            let _ = render_erb(&text, "f", &|_| Some("v".into()));
         }
     }
 
