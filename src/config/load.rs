@@ -577,6 +577,45 @@ mod tests {
     }
 
     #[test]
+    fn the_file_beats_rails_root_and_can_name_it() {
+        let app = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(app.path().join("config")).expect("mkdir");
+        std::fs::write(
+            app.path().join("config/cable.yml"),
+            "production:\n  adapter: redis\n  url: redis://from-rails:6379/1\n  channel_prefix: app_production\n",
+        )
+        .expect("write");
+        let (_d, path) = file(&format!(
+            "rails_root = {:?}\nrails-env = \"production\"\nredis-url = \"redis://from-file:6379/2\"\n",
+            app.path().display().to_string()
+        ));
+        let l = load(&["--config", &path], &[]).expect("loads");
+        if std::env::var_os("RAILS_ENV").is_some() || std::env::var_os("REDIS_URL").is_some() {
+            return; // the process environment outranks the file
+        }
+        assert_eq!(
+            l.config.redis_url.as_deref(),
+            Some("redis://from-file:6379/2")
+        );
+        assert_eq!(l.config.channel_prefix.as_deref(), Some("app_production"));
+        let text = l.render();
+        assert!(
+            text.contains("channel-prefix = \"app_production\"  # rails-root ")
+                && text.contains("config/cable.yml (production)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "redis-url = \"redis://from-file:6379/2\"  # file {path}"
+            )),
+            "{text}"
+        );
+        // A flag still beats both.
+        let l = load(&["--config", &path, "--channel-prefix", "p"], &[]).expect("loads");
+        assert_eq!(l.config.channel_prefix.as_deref(), Some("p"));
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         assert_eq!(redact("s3cret"), ("<redacted>".into(), true));
         assert_eq!(
