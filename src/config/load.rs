@@ -86,7 +86,6 @@ pub enum LoadError {
 }
 
 /// The parsed configuration and where each value came from.
-#[derive(Debug)]
 pub struct Loaded {
     /// The raw configuration (not yet [`Config::check`]ed).
     pub config: Config,
@@ -97,7 +96,9 @@ pub struct Loaded {
     channels: Option<(PathBuf, toml::Value)>,
 }
 
-#[derive(Debug, Clone)]
+/// Values from the file or the Rails app, given to clap as defaults. Holds secrets:
+/// deliberately not `Debug`.
+#[derive(Clone)]
 struct Injected {
     values: Vec<String>,
     origin: String,
@@ -270,6 +271,22 @@ impl Loaded {
             out.push_str(&toml::to_string(&table).unwrap_or_default());
         }
         out
+    }
+}
+
+impl std::fmt::Debug for Loaded {
+    /// The configuration (its secrets redacted) and the injected settings' origins,
+    /// never the raw values clap holds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origins: BTreeMap<&str, &str> = self
+            .injected
+            .iter()
+            .map(|(id, inj)| (id.as_str(), inj.origin.as_str()))
+            .collect();
+        f.debug_struct("Loaded")
+            .field("config", &self.config)
+            .field("injected", &origins)
+            .finish_non_exhaustive()
     }
 }
 
@@ -613,6 +630,22 @@ mod tests {
         // A flag still beats both.
         let l = load(&["--config", &path, "--channel-prefix", "p"], &[]).expect("loads");
         assert_eq!(l.config.channel_prefix.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let (_d, path) = file("jwt-secret = \"FILE-SECRET\"\n");
+        let l = load(
+            &["--config", &path, "--secret-key-base", "FLAG-SECRET"],
+            &[],
+        )
+        .expect("loads");
+        let shown = format!("{l:?}");
+        assert!(
+            !shown.contains("FILE-SECRET") && !shown.contains("FLAG-SECRET"),
+            "{shown}"
+        );
+        assert!(shown.contains("jwt_secret"), "{shown}");
     }
 
     #[test]
