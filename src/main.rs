@@ -1,7 +1,7 @@
-//! The `ferrocable` binary: flags, logging, signals.
+//! The `ferrocable` binary: configuration, logging, signals.
 
 use anyhow::Context;
-use ferrocable::config::{Config, LogFormat};
+use ferrocable::config::{LoadError, Loaded, LogFormat};
 use ferrocable::server::{App, Server};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -43,8 +43,28 @@ async fn first_signal() -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let raw = Config::from_args();
+    let loaded = match Loaded::from_env() {
+        Ok(l) => l,
+        // --help, --version and bad syntax: clap prints and picks the exit code.
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(e) => return Err(anyhow::Error::new(e).context("invalid configuration")),
+    };
+    if loaded.config.print_config {
+        print!("{}", loaded.render());
+        loaded
+            .config
+            .check()
+            .context("invalid configuration (printed above)")?;
+        return Ok(());
+    }
+    let raw = loaded.config;
     init_logging(raw.log_format);
+    if let Some(path) = &raw.config {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
+    if let Some(root) = &raw.rails_root {
+        tracing::info!(root = %root.display(), rails_env = %raw.rails_env, "Rails app settings read");
+    }
     let cfg = raw.check().context("invalid configuration")?;
     let app = App::from_config(&cfg).await.context("cannot start")?;
     let mode = app.mode();

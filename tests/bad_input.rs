@@ -252,23 +252,15 @@ async fn deeply_nested_json_is_refused_without_harm() {
     still_served(&mut bystander, &mut speaker).await;
 }
 
-#[tokio::test]
-async fn thousands_of_subscriptions_on_one_connection_hit_the_cap() {
-    const N: usize = 1000;
-    // The default rate and burst (the burst is below the outbox capacity), with a
-    // flood bound the 8 s this takes stays under. Without the rate limit, a thousand
-    // replies queued faster than the writer drains them overflow the outbox and the
-    // client is disconnected as slow (a known weakness: replies do not wait for room).
-    let server = TestServer::start(&["--command-flood-seconds", "30"]);
-    let mut bystander = chatting(&server, 2).await;
-    let mut speaker = chatting(&server, 3).await;
-    let c = CableClient::welcomed(&server, 1).await;
-    // Read while sending: a client that reads nothing while 3000 answers pile up is
-    // a slow client, and would be disconnected as one.
-    let (mut tx, mut rx) = c.split();
-    let reading = tokio::spawn(async move {
+/// Reads `n` answers (text frames other than pings) on a task, so the test can keep
+/// sending meanwhile; an error says how many came before the connection ended.
+fn collect_answers(
+    mut rx: support::WsStream,
+    n: usize,
+) -> tokio::task::JoinHandle<Result<Vec<String>, String>> {
+    tokio::spawn(async move {
         let mut got = Vec::new();
-        while got.len() < N {
+        while got.len() < n {
             match tokio::time::timeout(support::EVENT_TIMEOUT, rx.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) if !t.contains("\"ping\"") => got.push(t),
                 Ok(Some(Ok(_))) => {}
@@ -276,7 +268,23 @@ async fn thousands_of_subscriptions_on_one_connection_hit_the_cap() {
             }
         }
         Ok(got)
-    });
+    })
+}
+
+#[tokio::test]
+async fn thousands_of_subscriptions_on_one_connection_hit_the_cap() {
+    const N: usize = 1000;
+    // The default rate and burst, with a flood bound the 8 s this takes stays under.
+    // (Without the rate limit the replies wait for room in the outbox instead: see
+    // `a_thousand_subscribes_in_one_burst_without_a_rate_limit_are_all_confirmed`.)
+    let server = TestServer::start(&["--command-flood-seconds", "30"]);
+    let mut bystander = chatting(&server, 2).await;
+    let mut speaker = chatting(&server, 3).await;
+    let c = CableClient::welcomed(&server, 1).await;
+    // Read while sending: a client that reads nothing while 3000 answers pile up is
+    // a slow client, and would be disconnected as one.
+    let (mut tx, rx) = c.split();
+    let reading = collect_answers(rx, N);
     for i in 0..N {
         let id = format!(r#"{{"channel":"ChatChannel","room":"t{i}"}}"#);
         if tx
@@ -304,6 +312,48 @@ async fn thousands_of_subscriptions_on_one_connection_hit_the_cap() {
         metrics.contains(r#"ferrocable_limit_triggers_total{limit="subscriptions"} 488"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_thousand_subscribes_in_one_burst_without_a_rate_limit_are_all_confirmed() {
+    const N: usize = 1000;
+    // No rate limit and room for every subscription: only the outbox (256 frames)
+    // stands between the burst and its replies. The reader waits for room before
+    // reading the next command, so the client is slowed down, not cut off as slow.
+    let server = TestServer::start(&[
+        "--max-commands-per-second",
+        "0",
+        "--max-subscriptions",
+        "1000",
+    ]);
+    let c = CableClient::welcomed(&server, 1).await;
+    let (mut tx, rx) = c.split();
+    let reading = collect_answers(rx, N);
+    let ids: Vec<String> = (0..N)
+        .map(|i| format!(r#"{{"channel":"ChatChannel","room":"burst{i}"}}"#))
+        .collect();
+    // One burst: every frame queued, then one flush.
+    for id in &ids {
+        tx.feed(Message::Text(command("subscribe", id, None)))
+            .await
+            .expect("queue a subscribe");
+    }
+    tx.flush().await.expect("send the burst");
+    let got = reading
+        .await
+        .expect("reader")
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(
+        got,
+        ids.iter().map(|i| confirm(i)).collect::<Vec<_>>(),
+        "every subscribe confirmed, in order"
+    );
+    let metrics = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains("ferrocable_slow_client_disconnects_total 0"),
+        "{metrics}"
+    );
+    assert!(!server.log().contains("slow client"), "{}", server.log());
 }
 
 const FLOOD_ARGS: [&str; 6] = [

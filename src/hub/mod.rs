@@ -5,7 +5,9 @@
 //!   and every connection gets a reference-counted clone of those bytes.
 //! - Fan-out never waits: each connection has a bounded outbox; when it is full the
 //!   connection is closed as a slow client (its writer sends `slow_client` with
-//!   `reconnect: true`) and the broadcast goes on to everybody else.
+//!   `reconnect: true`) and the broadcast goes on to everybody else. Only the
+//!   connection's own reader waits ([`Connection::wait_for_room`]) before reading the
+//!   client's next command, so replies to the client's own commands cannot overflow it.
 //! - [`Hub::subscribe`] reports the first local subscriber of a stream and
 //!   [`Hub::unsubscribe`] the last (the broker keeps its own reference count).
 //! - Connections are also indexed by Rails connection identifier, so a remote
@@ -60,6 +62,8 @@ pub struct Connection {
     capacity: usize,
     outbox: parking_lot::Mutex<Outbox>,
     ready: Notify,
+    /// Signalled when the writer empties the outbox (see [`Connection::wait_for_room`]).
+    room: Notify,
     closing: CancellationToken,
     how: parking_lot::Mutex<Option<Closing>>,
 }
@@ -91,6 +95,7 @@ impl Connection {
             capacity: capacity.max(1),
             outbox: parking_lot::Mutex::new(Outbox::default()),
             ready: Notify::new(),
+            room: Notify::new(),
             closing: CancellationToken::new(),
             how: parking_lot::Mutex::new(None),
         })
@@ -107,7 +112,35 @@ impl Connection {
         } else {
             out.extend(q.items.drain(..));
         }
+        drop(q);
+        if n > 0 {
+            self.room.notify_one();
+        }
         n
+    }
+
+    /// Waits until at most half the outbox is in use, or the connection is closing.
+    ///
+    /// The reader calls this before reading the client's next frame, so replies to the
+    /// client's own commands (confirms, pongs) wait for the writer instead of
+    /// overflowing the outbox: a client sending a burst of commands is slowed down,
+    /// never disconnected as slow for its own replies. Half the capacity stays free for
+    /// the replies of one command (a presence roster) and for broadcasts, which never
+    /// wait. Cancel-safe.
+    pub async fn wait_for_room(&self) {
+        loop {
+            {
+                let q = self.outbox.lock();
+                if q.shut || q.items.len() <= self.capacity / 2 || self.closing.is_cancelled() {
+                    return;
+                }
+            }
+            // A notification sent between the check and this wait is kept as a permit.
+            tokio::select! {
+                _ = self.room.notified() => {}
+                _ = self.closing.cancelled() => return,
+            }
+        }
     }
 
     /// Waits until something is queued, then moves everything queued into `out`.
@@ -126,6 +159,8 @@ impl Connection {
         let mut q = self.outbox.lock();
         q.shut = true;
         q.items = VecDeque::new();
+        drop(q);
+        self.room.notify_one();
     }
 
     /// The connection id.
@@ -446,6 +481,41 @@ mod tests {
         assert_eq!(fast.take_now(&mut got), 2);
         slow.shut_outbox();
         assert_eq!(slow.send_text(Bytes::new()), Err(SendError::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_waits_for_room_until_the_writer_drains() {
+        let conn = Connection::new(1, 4);
+        // Half full or less: no wait.
+        for _ in 0..2 {
+            conn.send_text(Bytes::new()).expect("room");
+        }
+        conn.wait_for_room().await;
+        conn.send_text(Bytes::new()).expect("room");
+        let wait = std::time::Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(wait, conn.wait_for_room())
+                .await
+                .is_err(),
+            "three of four queued: the reader waits"
+        );
+        let waiting = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.wait_for_room().await })
+        };
+        let mut out = Vec::new();
+        assert_eq!(conn.take_now(&mut out), 3);
+        waiting.await.expect("woken by the drain");
+        // Closing also ends the wait.
+        for _ in 0..4 {
+            conn.send_text(Bytes::new()).expect("room");
+        }
+        let waiting = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.wait_for_room().await })
+        };
+        conn.close(Closing::PeerGone);
+        waiting.await.expect("woken by the close");
     }
 
     #[test]

@@ -376,7 +376,14 @@ async fn read_loop(
                 }
                 return false;
             }
-            r = reader.next() => r,
+            // Replies to this client's commands wait for room in its outbox: the
+            // next frame is read only once the writer has caught up (backpressure,
+            // as the command rate limit does), so a burst of commands cannot make the
+            // client overflow its own outbox. Broadcasts never wait (hub invariant).
+            r = async {
+                conn.wait_for_room().await;
+                reader.next().await
+            } => r,
         };
         let f = match read {
             Read::Frame(f) => f,

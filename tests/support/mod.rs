@@ -95,15 +95,21 @@ impl TestServer {
 
     /// Starts the server with exactly `args` (plus nothing), keeping `dir` alive.
     pub fn start_with_args(dir: tempfile::TempDir, args: Vec<String>) -> TestServer {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// Starts the server with exactly `args` and the environment variables `vars`
+    /// added, keeping `dir` alive.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        args: Vec<String>,
+        vars: &[(&str, &str)],
+    ) -> TestServer {
         let stderr_log = dir.path().join("server.log");
         let log = std::fs::File::create(&stderr_log).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocable"))
+        let mut child = ferrocable_command()
             .args(&args)
-            .env("RUST_LOG", "ferrocable=debug")
-            // Redis mode only when a test asks for it with --redis-url.
-            .env_remove("REDIS_URL")
-            .env_remove("FERROCABLE_CHANNEL_PREFIX")
-            .env_remove("FERROCABLE_NODE_ID")
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -178,6 +184,26 @@ impl TestServer {
     pub async fn http_get(&self, path: &str) -> String {
         http_get_at(&self.addr, path).await
     }
+}
+
+/// The `ferrocable` binary with a hermetic environment: debug logs, and none of the
+/// variables that would switch modes or read files unless a test sets them.
+pub fn ferrocable_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocable"));
+    cmd.env("RUST_LOG", "ferrocable=debug");
+    // Redis mode, a config file or a Rails app only when a test asks for them.
+    for var in [
+        "REDIS_URL",
+        "FERROCABLE_CHANNEL_PREFIX",
+        "FERROCABLE_NODE_ID",
+        "FERROCABLE_CONFIG",
+        "FERROCABLE_RAILS_ROOT",
+        "RAILS_ENV",
+        "RACK_ENV",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// GET `path` from the server at `addr` over a raw socket (`Connection: close`);

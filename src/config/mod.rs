@@ -1,8 +1,10 @@
-//! Configuration: command-line flags with environment fallbacks, checked once before
-//! any socket binds.
+//! Configuration: command-line flags, environment variables, a TOML file and a Rails
+//! app's own files, checked once before any socket binds.
 //!
-//! Rails' own variable names are used where they exist (`PORT`); everything else is
-//! `FERROCABLE_*`. [`Config::check`] turns the raw flags into a [`Checked`] config or a
+//! Precedence, highest first: flag > environment variable > `--config` file >
+//! `--rails-root` > built-in default ([`load`] does the layering). Rails' own variable
+//! names are used where they exist (`PORT`); everything else is `FERROCABLE_*`.
+//! [`Config::check`] turns the raw values into a [`Checked`] config or a
 //! [`ConfigError`] that names the bad value.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,10 +22,41 @@ use crate::auth::rails::{CipherMode, DigestMode, RailsSecrets, Serializer};
 use crate::auth::sql::DatabaseConfig;
 use crate::channels::StreamChannelSpec;
 
+pub mod load;
+pub mod rails;
+
+pub use load::{LoadError, Loaded};
+
 /// ferrocable: a standalone Action Cable server for Rails apps.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ferrocable", version, about, long_about = None)]
 pub struct Config {
+    /// A TOML configuration file. Its keys are the long flags (`max-connections` or
+    /// `max_connections`), plus `[[channels]]` tables; flags and environment variables
+    /// override it, and it overrides `--rails-root`.
+    #[arg(long, env = "FERROCABLE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (usable as --config), each value with
+    /// where it came from and secrets redacted, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// A Rails app's root directory: read `config/cable.yml` (adapter, url,
+    /// channel_prefix) for --rails-env and, in development, the app's
+    /// `tmp/local_secret.txt` as the secret_key_base.
+    #[arg(long, env = "FERROCABLE_RAILS_ROOT")]
+    pub rails_root: Option<PathBuf>,
+
+    /// The Rails environment whose `cable.yml` section is read (`RACK_ENV` when
+    /// `RAILS_ENV` is unset).
+    #[arg(long, env = "RAILS_ENV", default_value = "development")]
+    pub rails_env: String,
+
+    /// Stream channels declared inline in the config file (`[[channels]]`).
+    #[arg(skip)]
+    pub inline_channels: Vec<StreamChannelSpec>,
+
     /// Address to listen on.
     #[arg(long, env = "FERROCABLE_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -517,6 +550,9 @@ pub enum ConfigError {
     /// The node id has characters our Redis keys cannot hold.
     #[error("--node-id must be letters, digits, '.', '_', '-' or ':', got {0:?}")]
     BadNodeId(String),
+    /// A channel is declared twice (config file and channels file, or twice in one).
+    #[error("channel {0:?} is declared twice (config file [[channels]] and --channels-file)")]
+    DuplicateChannel(String),
     /// The profile source is misconfigured (a bad database URL, a missing file flag).
     #[error("profiles: {0}")]
     Profiles(String),
@@ -605,11 +641,6 @@ impl Config {
         Ok(spec)
     }
 
-    /// Parses flags and environment, exiting with a usage message on bad syntax.
-    pub fn from_args() -> Self {
-        Config::parse()
-    }
-
     /// Checks every value and derives what the server needs.
     ///
     /// # Errors
@@ -689,7 +720,7 @@ impl Config {
                 return Err(ConfigError::BadNodeId(id.clone()));
             }
         }
-        let channels = match &self.channels_file {
+        let mut channels = match &self.channels_file {
             None => ChannelsFile::default(),
             Some(path) => {
                 let shown = path.display().to_string();
@@ -704,6 +735,12 @@ impl Config {
                 })?
             }
         };
+        for spec in &self.inline_channels {
+            if channels.channels.iter().any(|c| c.name == spec.name) {
+                return Err(ConfigError::DuplicateChannel(spec.name.clone()));
+            }
+            channels.channels.push(spec.clone());
+        }
         let rails = match &self.secret_key_base {
             None => None,
             Some(current) => {
