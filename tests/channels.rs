@@ -20,6 +20,10 @@ speak = ["text"]
 [[channels]]
 name = "Admin::RoomsChannel"
 stream_for = { model = "Room", param = "room_id" }
+
+[[channels]]
+name = "NotificationsChannel"
+stream_for = { model = "User", current_user = true }
 "#;
 
 // Computed by hand (Python's base64.urlsafe_b64encode, padding stripped):
@@ -144,6 +148,15 @@ async fn stream_for_names_streams_as_broadcasting_for_does() {
     assert_eq!(redis.publish(&channel, r#""<b>html</b>""#), 1);
     c.expect_json(&message_frame(id, r#""\u003cb\u003ehtml\u003c/b\u003e""#))
         .await;
+
+    // `stream_for current_user`: "gid://refapp/User/4" → "Z2lkOi8vcmVmYXBwL1VzZXIvNA==".
+    let mine = r#"{"channel":"NotificationsChannel"}"#;
+    c.subscribe(mine).await;
+    assert_eq!(c.drain().await, vec![confirm(mine)]);
+    let notifications = format!("{PREFIX}:notifications:Z2lkOi8vcmVmYXBwL1VzZXIvNA");
+    redis.wait_numsub(&notifications, 1).await;
+    assert_eq!(redis.publish(&notifications, r#"{"unread":3}"#), 1);
+    c.expect_json(&message_frame(mine, r#"{"unread":3}"#)).await;
 
     // Not a record id: `find` would raise; rejected.
     for bad in [

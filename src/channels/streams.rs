@@ -64,14 +64,19 @@ pub struct StreamChannelSpec {
     pub member_of: Option<String>,
 }
 
-/// `stream_for Model.find(params[:param])`.
+/// `stream_for Model.find(params[:param])`, or `stream_for current_user`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamForSpec {
     /// The model's class name in GlobalIDs (`Room`, `Admin::Room`).
     pub model: String,
     /// The param holding the record's id; required.
-    pub param: String,
+    #[serde(default)]
+    pub param: Option<String>,
+    /// The record is the connection's user (`stream_for current_user`); instead of
+    /// `param`.
+    #[serde(default)]
+    pub current_user: bool,
     /// How the id is read.
     #[serde(default)]
     pub id: IdKind,
@@ -200,8 +205,15 @@ impl StreamChannelSpec {
                         sf.model
                     )));
                 }
-                if sf.param.trim().is_empty() {
-                    return Err(invalid("stream_for param must not be empty".into()));
+                match (&sf.param, sf.current_user) {
+                    (Some(p), false) if !p.trim().is_empty() => {}
+                    (None, true) => {}
+                    _ => {
+                        return Err(invalid(
+                            "stream_for needs exactly one of a non-empty `param` and `current_user = true`"
+                                .into(),
+                        ))
+                    }
                 }
             }
             _ => return Err(ChannelSpecError::StreamChoice(channel())),
@@ -267,7 +279,8 @@ enum StreamName {
         prefix: String,
         app: String,
         model: String,
-        param: String,
+        /// `None`: the connection's user.
+        param: Option<String>,
         id: IdKind,
     },
 }
@@ -296,7 +309,7 @@ impl StreamChannel {
         let mut required = spec.required.clone();
         let stream = match (&spec.stream, &spec.stream_for, &deps.globalid_app) {
             (_, Some(sf), Some(app)) => {
-                required.push(sf.param.clone());
+                required.extend(sf.param.clone());
                 StreamName::Model {
                     prefix: sf
                         .channel_name
@@ -335,8 +348,8 @@ impl StreamChannel {
         })
     }
 
-    /// The stream for `params`, or `None` when they name no record.
-    fn stream_for(&self, params: &ChannelParams) -> Option<String> {
+    /// The stream for `params` and `user`, or `None` when they name no record.
+    fn stream_for(&self, params: &ChannelParams, user: i64) -> Option<String> {
         match &self.stream {
             StreamName::Template(t) => Some(render_stream(t, params)),
             StreamName::Model {
@@ -346,7 +359,10 @@ impl StreamChannel {
                 param,
                 id,
             } => {
-                let text = params.param_text(param)?;
+                let text = match param {
+                    Some(p) => params.param_text(p)?,
+                    None => user.to_string(),
+                };
                 let id = match id {
                     IdKind::Integer => text.trim().parse::<i64>().ok()?.to_string(),
                     IdKind::String => text,
@@ -401,7 +417,7 @@ impl super::Channel for StreamChannel {
                 return Ok(None);
             }
         }
-        let Some(stream) = self.stream_for(params) else {
+        let Some(stream) = self.stream_for(params, ctx.identity.user_id) else {
             tracing::info!(
                 channel,
                 "stream_for param is not a record id: subscription rejected"
@@ -553,6 +569,14 @@ mod tests {
             model[0].stream_for.as_ref().map(|s| s.id),
             Some(IdKind::String)
         );
+        let me = spec(
+            "[[channels]]\nname = \"N\"\nstream_for = { model = \"User\", current_user = true }\n",
+        );
+        assert!(check_declarations(&me, &redis).is_ok());
+        let neither = spec("[[channels]]\nname = \"N\"\nstream_for = { model = \"User\" }\n");
+        assert!(check_declarations(&neither, &redis).is_err());
+        let both = spec("[[channels]]\nname = \"N\"\nstream_for = { model = \"User\", param = \"id\", current_user = true }\n");
+        assert!(check_declarations(&both, &redis).is_err());
         assert!(check_declarations(&model, &redis).is_ok());
         assert!(matches!(
             check_declarations(&model, &embedded),
