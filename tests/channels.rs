@@ -24,6 +24,11 @@ stream_for = { model = "Room", param = "room_id" }
 [[channels]]
 name = "NotificationsChannel"
 stream_for = { model = "User", current_user = true }
+
+[[channels]]
+name = "InboxChannel"
+stream = "inbox_{current_user.id}"
+member_of = "inbox:{current_user.id}:{box}:readers"
 "#;
 
 // Computed by hand (Python's base64.urlsafe_b64encode, padding stripped):
@@ -157,6 +162,19 @@ async fn stream_for_names_streams_as_broadcasting_for_does() {
     redis.wait_numsub(&notifications, 1).await;
     assert_eq!(redis.publish(&notifications, r#"{"unread":3}"#), 1);
     c.expect_json(&message_frame(mine, r#"{"unread":3}"#)).await;
+
+    // `stream_from "inbox_#{current_user.id}"`, guarded by a set named with it too; a
+    // param of that name changes nothing.
+    redis.cli(&["SADD", "inbox:4:main:readers", "4"]);
+    let inbox = r#"{"channel":"InboxChannel","box":"main","current_user.id":1}"#;
+    c.subscribe(inbox).await;
+    assert_eq!(c.drain().await, vec![confirm(inbox)]);
+    redis.wait_numsub(&format!("{PREFIX}:inbox_4"), 1).await;
+    assert_eq!(redis.publish(&format!("{PREFIX}:inbox_4"), "1"), 1);
+    c.expect_json(&message_frame(inbox, "1")).await;
+    let other_box = r#"{"channel":"InboxChannel","box":"spam"}"#;
+    c.subscribe(other_box).await;
+    assert_eq!(c.drain().await, vec![reject(other_box)]);
 
     // Not a record id: `find` would raise; rejected.
     for bad in [

@@ -39,7 +39,8 @@ pub struct StreamChannelSpec {
     /// The Rails class name.
     pub name: String,
     /// The stream name (`stream_from`); `{param}` is replaced by the param as Ruby
-    /// interpolates it (a missing param becomes the empty string, unless `required`).
+    /// interpolates it (a missing param becomes the empty string, unless `required`),
+    /// `{current_user.id}` by the connection's user id.
     #[serde(default)]
     pub stream: Option<String>,
     /// A model stream (`stream_for`), named as `broadcasting_for` names it.
@@ -330,6 +331,7 @@ impl StreamChannel {
                     template_params(t)
                         .unwrap_or_default()
                         .into_iter()
+                        .filter(|p| *p != CURRENT_USER_ID)
                         .map(str::to_owned),
                 );
                 Some((t.clone(), m))
@@ -351,7 +353,7 @@ impl StreamChannel {
     /// The stream for `params` and `user`, or `None` when they name no record.
     fn stream_for(&self, params: &ChannelParams, user: i64) -> Option<String> {
         match &self.stream {
-            StreamName::Template(t) => Some(render_stream(t, params)),
+            StreamName::Template(t) => Some(render_stream(t, params, user)),
             StreamName::Model {
                 prefix,
                 app,
@@ -373,8 +375,13 @@ impl StreamChannel {
     }
 }
 
-/// Renders `template`, replacing each `{name}` by the param's text.
-pub fn render_stream(template: &str, params: &ChannelParams) -> String {
+/// The placeholder for the connection's user id in templates
+/// (`stream_from "notifications_#{current_user.id}"`); never read from params.
+pub const CURRENT_USER_ID: &str = "current_user.id";
+
+/// Renders `template`, replacing each `{name}` by the param's text, and
+/// `{current_user.id}` by `user`.
+pub fn render_stream(template: &str, params: &ChannelParams, user: i64) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -382,7 +389,12 @@ pub fn render_stream(template: &str, params: &ChannelParams) -> String {
         let after = &rest[open + 1..];
         match after.find('}') {
             Some(close) => {
-                out.push_str(&params.param_text(&after[..close]).unwrap_or_default());
+                let name = &after[..close];
+                if name == CURRENT_USER_ID {
+                    out.push_str(itoa::Buffer::new().format(user));
+                } else {
+                    out.push_str(&params.param_text(name).unwrap_or_default());
+                }
                 rest = &after[close + 1..];
             }
             None => {
@@ -425,7 +437,7 @@ impl super::Channel for StreamChannel {
             return Ok(None);
         };
         if let Some((template, membership)) = &self.member_of {
-            let set = render_stream(template, params);
+            let set = render_stream(template, params, ctx.identity.user_id);
             let user = itoa::Buffer::new().format(ctx.identity.user_id).to_owned();
             if !membership.is_member(&set, &user).await? {
                 tracing::info!(channel, set = %set, user = ctx.identity.user_id, "not a member: subscription rejected");
@@ -522,8 +534,14 @@ mod tests {
         let p = Identifier::new(r#"{"channel":"ChatChannel","room":"lobby","n":3}"#)
             .params()
             .expect("valid");
-        assert_eq!(render_stream("chat_{room}", &p), "chat_lobby");
-        assert_eq!(render_stream("x:{n}:{missing}:{", &p), "x:3::{");
+        assert_eq!(render_stream("chat_{room}", &p, 9), "chat_lobby");
+        assert_eq!(render_stream("x:{n}:{missing}:{", &p, 9), "x:3::{");
+        assert_eq!(render_stream("n_{current_user.id}", &p, 42), "n_42");
+        // The placeholder is never read from params.
+        let spoof = Identifier::new(r#"{"channel":"C","current_user.id":1}"#)
+            .params()
+            .expect("valid");
+        assert_eq!(render_stream("n_{current_user.id}", &spoof, 42), "n_42");
     }
 
     fn spec(toml_text: &str) -> Vec<StreamChannelSpec> {
