@@ -51,6 +51,7 @@ const REPLAYED: &[&str] = &[
     "handshake_raw",
     "bad_cookie_signature",
     "auth_variants",
+    "turbo_streams",
 ];
 
 #[test]
@@ -176,4 +177,9 @@ async fn bad_cookie_signature() {
 #[tokio::test]
 async fn auth_variants() {
     check_transcript("auth_variants").await;
+}
+
+#[tokio::test]
+async fn turbo_streams() {
+    check_transcript("turbo_streams").await;
 }

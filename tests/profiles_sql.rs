@@ -6,8 +6,6 @@
 mod databases;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use databases::TestDatabase;
@@ -204,30 +202,13 @@ async fn presence_names_come_from_postgres() {
 fn a_bad_profile_query_stops_the_server_before_it_listens() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let db = rt.block_on(TestDatabase::sqlite());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocable"))
-        .args(server_on(
-            &db,
-            &[
-                "--profile-query",
-                "SELECT id FROM no_such_table WHERE id = ?",
-            ],
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrocable");
-    // Stdout closes when the process exits; it prints its address only once listening.
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    if !line.is_empty() {
-        let _ = child.kill();
-        panic!("the server started anyway: {line}");
-    }
-    let out = child.wait_with_output().expect("exit");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = TestServer::refused(&server_on(
+        &db,
+        &[
+            "--profile-query",
+            "SELECT id FROM no_such_table WHERE id = ?",
+        ],
+    ));
     assert!(
         stderr.contains("profile database") && stderr.contains("no_such_table"),
         "{stderr}"

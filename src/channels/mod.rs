@@ -8,7 +8,8 @@
 //!    `confirm_subscription` and nothing else (Rails ignores it, and 6.1.5+ clients then
 //!    resubscribe every 0.5 s forever);
 //! 2. an identifier that is not a JSON object with a `channel` is ignored and logged,
-//!    as in Rails; an unknown channel gets `reject_subscription` (Rails stays silent);
+//!    as in Rails; an unknown channel gets `reject_subscription` (Rails stays silent),
+//!    or, with `--confirm-unknown-channels`, a confirmation and no streams;
 //! 3. the channel accepts (naming its streams) or rejects;
 //! 4. the streams are added to the hub and to the broker (which reference-counts
 //!    them: one backend subscription per stream per node) and returns once they are
@@ -24,6 +25,8 @@
 //! - Every hub entry is matched by exactly one broker subscribe and one unsubscribe,
 //!   so the broker's count is the number of local subscriptions to the stream.
 
+pub mod membership;
+pub mod naming;
 pub mod presence;
 pub mod streams;
 mod table;
@@ -42,8 +45,12 @@ use crate::hub::{ConnHandle, Hub};
 use crate::presence::SubscriptionKey;
 use crate::protocol::{frames, ChannelParams, Identifier};
 
+pub use membership::{Membership, MembershipError, RedisMembership};
 pub use presence::PresenceChannel;
-pub use streams::{BareChannel, StreamChannel, StreamChannelSpec};
+pub use streams::{
+    check_declarations, BareChannel, ChannelSpecError, DeclarationContext, StreamChannel,
+    StreamChannelDeps, StreamChannelSpec,
+};
 
 /// What a channel sees of the subscribing connection.
 pub struct Ctx<'a> {
@@ -88,6 +95,9 @@ pub enum ChannelError {
     /// The profile source failed.
     #[error(transparent)]
     Profile(#[from] crate::auth::ProfileError),
+    /// A `member_of` check could not be answered.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
 }
 
 /// A channel class: makes subscriptions.
@@ -176,6 +186,9 @@ pub struct Channels {
     pub hub: Arc<Hub>,
     /// The cross-node relay.
     pub broker: SharedBroker,
+    /// What subscribes to a channel that is not registered: `None` rejects
+    /// (the default); `--confirm-unknown-channels` sets a [`BareChannel`].
+    pub unknown: Option<Arc<dyn Channel>>,
 }
 
 struct Entry {
@@ -250,9 +263,19 @@ impl Subscriptions {
             Ok(p) => p,
             Err(e) => return CommandOutcome::Ignored(e.to_string()),
         };
-        let Some(channel) = channels.registry.get(&params.channel) else {
-            self.send(frames::reject(&identifier));
-            return CommandOutcome::Rejected("unknown channel");
+        let channel = match (channels.registry.get(&params.channel), &channels.unknown) {
+            (Some(channel), _) => channel,
+            (None, Some(fallback)) => {
+                tracing::info!(
+                    channel = %params.channel,
+                    "unknown channel confirmed with no streams (--confirm-unknown-channels)"
+                );
+                fallback
+            }
+            (None, None) => {
+                self.send(frames::reject(&identifier));
+                return CommandOutcome::Rejected("unknown channel");
+            }
         };
         if self.entries.len() >= self.max {
             self.send(frames::reject(&identifier));

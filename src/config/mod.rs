@@ -208,6 +208,11 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_CHANNELS_FILE")]
     pub channels_file: Option<PathBuf>,
 
+    /// Confirm subscriptions to channels that are neither built in nor declared, with
+    /// no streams (as Rails confirms a channel that streams nothing); off: rejected.
+    #[arg(long, env = "FERROCABLE_CONFIRM_UNKNOWN_CHANNELS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub confirm_unknown_channels: bool,
+
     /// Strict Rails presence: do not replay the roster to a new subscriber.
     #[arg(long, env = "FERROCABLE_STRICT_PRESENCE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub strict_presence: bool,
@@ -535,6 +540,9 @@ pub enum ConfigError {
         /// What is wrong.
         why: String,
     },
+    /// A declared channel is unusable.
+    #[error("channels file: {0}")]
+    Channel(#[from] crate::channels::ChannelSpecError),
     /// The dev user param is empty.
     #[error("--dev-user-param must not be empty")]
     EmptyDevParam,
@@ -741,6 +749,16 @@ impl Config {
             }
             channels.channels.push(spec.clone());
         }
+        crate::channels::check_declarations(
+            &channels.channels,
+            &crate::channels::DeclarationContext {
+                redis: self
+                    .redis_url
+                    .as_deref()
+                    .is_some_and(|u| !u.trim().is_empty()),
+                globalid_app: self.globalid_app.as_deref(),
+            },
+        )?;
         let rails = match &self.secret_key_base {
             None => None,
             Some(current) => {

@@ -503,7 +503,7 @@ mod tests {
             let conn = conn.clone();
             tokio::spawn(async move { conn.wait_for_room().await })
         };
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         assert_eq!(conn.take_now(&mut out), 3);
         waiting.await.expect("woken by the drain");
         // Closing also ends the wait.

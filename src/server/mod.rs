@@ -30,7 +30,10 @@ use crate::broker::{
     BroadcastHandler, BrokerHealth, MemoryBroker, RedisBroker, RedisBrokerConfig, SharedBroker,
 };
 use crate::channels::turbo::{StreamNameVerifier, TurboStreamsChannel};
-use crate::channels::{BareChannel, Channels, PresenceChannel, Registry, StreamChannel};
+use crate::channels::{
+    BareChannel, Channels, Membership, PresenceChannel, RedisMembership, Registry, StreamChannel,
+    StreamChannelDeps,
+};
 use crate::config::{Checked, OriginPolicy, ProfileSpec};
 use crate::hub::Hub;
 use crate::metrics::{MeteredBroker, MeteredPresence, Metrics, SharedMetrics};
@@ -64,6 +67,9 @@ pub enum ServerError {
     /// A limit flag is out of range.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A declared channel cannot be built.
+    #[error(transparent)]
+    Channel(#[from] crate::channels::ChannelSpecError),
 }
 
 /// Builds the identification pipeline the configuration asks for.
@@ -253,7 +259,7 @@ impl App {
             metrics: metrics.clone(),
         })));
         let presence: Arc<dyn PresenceStore> = Arc::new(MemoryStore::new());
-        Self::assemble(cfg, metrics, hub, broker, presence)
+        Self::assemble(cfg, metrics, hub, broker, presence, None)
     }
 
     /// Builds the application the configuration asks for: Redis mode when a Redis URL
@@ -305,7 +311,18 @@ impl App {
         let reconnects = redis_broker.reconnect_events();
         let broker: SharedBroker = Arc::new(redis_broker);
         let presence: Arc<dyn PresenceStore> = Arc::new(store);
-        let app = Self::assemble(cfg, metrics, hub, broker, presence)?;
+        // Its own connection, only when a channel checks set membership.
+        let membership: Option<Arc<dyn Membership>> =
+            if cfg.channels.channels.iter().any(|c| c.member_of.is_some()) {
+                Some(Arc::new(
+                    RedisMembership::connect(url)
+                        .await
+                        .map_err(ServerError::Redis)?,
+                ))
+            } else {
+                None
+            };
+        let app = Self::assemble(cfg, metrics, hub, broker, presence, membership)?;
         tokio::spawn(crate::metrics::watch_redis_reconnects(
             reconnects,
             app.state.metrics.clone(),
@@ -335,6 +352,7 @@ impl App {
         hub: Arc<Hub>,
         broker: SharedBroker,
         presence: Arc<dyn PresenceStore>,
+        membership: Option<Arc<dyn Membership>>,
     ) -> Result<App, ServerError> {
         let limits = limits::Limits::new(&cfg.raw)?;
         let store = match broker.health() {
@@ -391,10 +409,15 @@ impl App {
                 Arc::new(TurboStreamsChannel::new(verifier)),
             );
         }
+        let deps = StreamChannelDeps {
+            broker: broker.clone(),
+            globalid_app: cfg.raw.globalid_app.clone(),
+            membership,
+        };
         for spec in &cfg.channels.channels {
             registry.register(
                 spec.name.clone(),
-                Arc::new(StreamChannel::new(spec.clone(), broker.clone())),
+                Arc::new(StreamChannel::new(spec.clone(), deps.clone())?),
             );
         }
         tracing::info!(channels = ?registry.names(), "channels registered");
@@ -408,6 +431,10 @@ impl App {
                 registry,
                 hub,
                 broker: broker.clone(),
+                unknown: cfg
+                    .raw
+                    .confirm_unknown_channels
+                    .then(|| Arc::new(BareChannel) as Arc<dyn crate::channels::Channel>),
             }),
             metrics,
             ping: ping_rx,

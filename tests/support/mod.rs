@@ -77,19 +77,7 @@ impl TestServer {
     /// in `channels_toml` (and no users file: every id is a user), plus `extra` flags.
     pub fn start_with_channels(channels_toml: &str, extra: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let channels = dir.path().join("channels.toml");
-        std::fs::write(&channels, channels_toml).expect("write channels");
-        let mut args: Vec<String> = [
-            "--port",
-            "0",
-            "--dev-user-param",
-            "user_id",
-            "--channels-file",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.push(channels.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = channels_args(&dir, channels_toml, extra);
         Self::start_with_args(dir, args)
     }
 
@@ -133,6 +121,32 @@ impl TestServer {
             dir,
             stderr_log,
         }
+    }
+
+    /// Runs the server with exactly `args` expecting it to refuse to start: returns
+    /// its stderr once it exited unsuccessfully, and fails if it listens instead.
+    pub fn refused(args: &[String]) -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocable"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("FERROCABLE_CHANNEL_PREFIX")
+            .env_remove("FERROCABLE_GLOBALID_APP")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferrocable");
+        // Stdout closes when the process exits; it prints its address only once listening.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
+        if !line.is_empty() {
+            let _ = child.kill();
+            panic!("the server started anyway: {line}");
+        }
+        let out = child.wait_with_output().expect("exit");
+        assert!(!out.status.success(), "a refusal exits unsuccessfully");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// `ws://ADDR/cable?QUERY`
@@ -204,6 +218,25 @@ pub fn ferrocable_command() -> Command {
         cmd.env_remove(var);
     }
     cmd
+}
+
+/// The arguments of an embedded server with development auth and the channels declared
+/// in `channels_toml` (written into `dir`), plus `extra`.
+pub fn channels_args(dir: &tempfile::TempDir, channels_toml: &str, extra: &[&str]) -> Vec<String> {
+    let channels = dir.path().join("channels.toml");
+    std::fs::write(&channels, channels_toml).expect("write channels");
+    let mut args: Vec<String> = [
+        "--port",
+        "0",
+        "--dev-user-param",
+        "user_id",
+        "--channels-file",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(channels.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 /// GET `path` from the server at `addr` over a raw socket (`Connection: close`);

@@ -115,13 +115,19 @@ pub fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
 /// This is how Rails writes cookie values into `Set-Cookie`, and how a test client
 /// must write them into `Cookie:`.
 pub fn escape(value: &str) -> String {
+    form_escape(value, |b| matches!(b, b'*' | b'-' | b'.' | b'_'))
+}
+
+/// Form-style escaping shared by Rack's and Ruby's `CGI.escape`: ASCII alphanumerics
+/// and the bytes `keep` accepts stay, a space becomes `+`, every other byte `%XX`
+/// (upper case).
+pub fn form_escape(value: &str, keep: impl Fn(u8) -> bool) -> String {
     let mut out = String::with_capacity(value.len() + value.len() / 2);
     for &b in value.as_bytes() {
         match b {
-            b'*' | b'-' | b'.' | b'_' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' => {
-                out.push(char::from(b))
-            }
+            b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' => out.push(char::from(b)),
             b' ' => out.push('+'),
+            _ if keep(b) => out.push(char::from(b)),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
                 out.push('%');
