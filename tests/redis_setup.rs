@@ -76,18 +76,22 @@ fn refused(args: &[&str], within: Duration) -> String {
     stderr
 }
 
-/// `alice` (user 1) joins a presence room (the member set is in `redis`, under the
-/// seed's key) and receives what is PUBLISHed into `redis` on a chat stream.
-async fn presence_and_broadcasts_work(alice: &mut CableClient, redis: &RedisServer) {
+/// `alice` (user 1) joins a presence room (the member set is in Redis, under the
+/// seed's key) and receives what is PUBLISHed into Redis on a chat stream; `cli` runs
+/// `redis-cli` against that Redis.
+async fn presence_and_broadcasts_work(alice: &mut CableClient, cli: impl Fn(&[&str]) -> String) {
     alice.subscribe(ROOM).await;
     alice.expect_json(&confirm(ROOM)).await;
     alice
         .expect_json(&presence_frame(ROOM, "user_joined", ALICE, &[1]))
         .await;
-    assert_eq!(redis.smembers("room:late:members"), vec!["1"]);
+    assert_eq!(cli(&["SMEMBERS", "room:late:members"]), "1");
     alice.subscribe(CHAT).await;
     alice.expect_json(&confirm(CHAT)).await;
-    assert_eq!(redis.publish("refapp:chat_late", r#"{"text":"hi"}"#), 1);
+    assert_eq!(
+        cli(&["PUBLISH", "refapp:chat_late", r#"{"text":"hi"}"#]),
+        "1"
+    );
     alice
         .expect_json(&message_frame(CHAT, r#"{"text":"hi"}"#))
         .await;
@@ -116,7 +120,7 @@ async fn a_node_started_before_redis_serves_degraded_then_connects() {
     let took = wait_health(&node, r#""status":"ok","mode":"redis","redis":"up""#).await;
     assert!(took < UP_WITHIN, "redis up after {took:?}");
 
-    presence_and_broadcasts_work(&mut alice, &redis).await;
+    presence_and_broadcasts_work(&mut alice, |a| redis.cli(a)).await;
     // The node registered itself once Redis answered (its first sweep does it).
     redis
         .wait_until("the node's alive key", |r| {
@@ -191,5 +195,149 @@ async fn a_node_finds_its_redis_through_sentinel() {
 
     // The keys are on the master the sentinel named, and so are the channels.
     let mut alice = CableClient::welcomed(&node, 1).await;
-    presence_and_broadcasts_work(&mut alice, &redis).await;
+    presence_and_broadcasts_work(&mut alice, |a| redis.cli(a)).await;
+}
+
+/// A `redis-server` serving TLS only, with a certificate for `localhost` from a CA of
+/// its own (made with `openssl`), killed on drop.
+struct TlsRedis {
+    port: u16,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl must be installed");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ferrocable-test-ca",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.path().join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("san");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        for _ in 0..5 {
+            let port = support::redis::free_port();
+            let mut child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .args([
+                    "--tls-cert-file",
+                    "server.pem",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.pem"])
+                .current_dir(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            if support::redis::ready_on_stdout(&mut child, "Ready to accept connections", port) {
+                return TlsRedis { port, child, dir };
+            }
+        }
+        panic!("could not start a TLS redis-server");
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(self.ca())
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_reaches_redis_over_tls() {
+    let redis = TlsRedis::start();
+    assert_eq!(redis.cli(&["PING"]), "PONG");
+    // The test's CA, as an operator with a private CA would point at it (rustls reads
+    // the system roots, or this file instead).
+    std::env::set_var("SSL_CERT_FILE", redis.ca());
+    let url = format!("rediss://localhost:{}", redis.port);
+    let node = TestServer::start(&["--redis-url", &url, "--channel-prefix", "refapp"]);
+    wait_health(&node, r#""status":"ok","mode":"redis","redis":"up""#).await;
+    let mut alice = CableClient::welcomed(&node, 1).await;
+    presence_and_broadcasts_work(&mut alice, |a| redis.cli(a)).await;
 }

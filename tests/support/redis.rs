@@ -21,7 +21,8 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A port that was free when asked.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -60,7 +61,7 @@ fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Option<Child> {
 /// Reads the child's log (stdout) until a line contains `marker`, then keeps draining
 /// it in a thread so it never blocks on a full pipe. Kills the child and returns false
 /// when the log ends first (it did not start: port taken).
-fn ready_on_stdout(child: &mut Child, marker: &str, port: u16) -> bool {
+pub fn ready_on_stdout(child: &mut Child, marker: &str, port: u16) -> bool {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = String::new();
