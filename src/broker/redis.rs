@@ -32,7 +32,10 @@
 //! - After a reconnect every channel with local subscribers is `SUBSCRIBE`d again as soon
 //!   as the connection is back (reconnect attempts back off from 100 ms to
 //!   [`crate::redis::MAX_RECONNECT_DELAY`]).
-//! - Standalone Redis (or a proxy in front of one), not Redis Cluster.
+//! - Standalone Redis (or a proxy in front of one), over TLS or found through Sentinel;
+//!   Redis Cluster is refused at startup ([`crate::redis::check_url`]).
+//! - Without [`RedisBrokerConfig::required`], a Redis that is down at startup is not an
+//!   error: the broker starts down and comes up when Redis answers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

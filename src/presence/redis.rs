@@ -45,7 +45,8 @@
 //!   other nodes reconnect on their own schedules, and an announcement published before
 //!   they re-subscribed would never reach their clients.
 //! - Needs Redis 5 or later (scripts use `SPOP`, replicated as effects), standalone or
-//!   behind a proxy; the scripts touch keys they compute, so not Redis Cluster.
+//!   behind a proxy, or through Sentinel; the scripts touch keys they compute, so not
+//!   Redis Cluster (refused at startup).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
