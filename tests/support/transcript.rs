@@ -124,7 +124,7 @@ enum Event {
 
 /// Redis as the recorder saw it: keys (type, TTL, value) and pub/sub channels.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RedisSnapshot {
+struct RedisSnapshot {
     label: String,
     /// key → (type, ttl, value rendered as JSON).
     keys: std::collections::BTreeMap<String, (String, i64, String)>,
@@ -772,8 +772,8 @@ fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// Drops what the declarations for `side` say only that side has; returns which
-/// patterns matched something.
+/// Drops what the declarations for `side` say only that side has, and marks in `used`
+/// each declaration that matched something.
 fn drop_declared(snap: &mut RedisSnapshot, decls: &[RedisDeclared], side: &str, used: &mut [bool]) {
     for (d, used) in decls.iter().zip(used.iter_mut()) {
         if d.side != side {
@@ -788,7 +788,7 @@ fn drop_declared(snap: &mut RedisSnapshot, decls: &[RedisDeclared], side: &str, 
 }
 
 /// The differences between two snapshots (TTLs within [`TTL_TOLERANCE`]); empty when
-/// they agree. `what` limits it to keys or channels.
+/// they agree. `channels` picks the pub/sub channels instead of the keys.
 fn snapshot_diff(rails: &RedisSnapshot, got: &RedisSnapshot, channels: bool) -> Vec<String> {
     let mut out = Vec::new();
     if channels {
