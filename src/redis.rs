@@ -132,6 +132,7 @@ pub async fn connect(
     required: bool,
 ) -> Result<bool, RedisSetupError> {
     let mut connected = client.reconnect_rx();
+    let late = client.reconnect_rx();
     let task = client.connect();
     let within = if required {
         CONNECT_TIMEOUT
@@ -159,10 +160,31 @@ pub async fn connect(
             waited_secs = within.as_secs_f64(),
             "redis unreachable at startup: serving degraded, connecting in the background"
         );
+        tokio::spawn(check_late_connection(client.clone(), what, late));
         return Ok(false);
     }
     refuse_cluster(client).await?;
     Ok(true)
+}
+
+/// After a degraded start: checks the first connection as startup would have. A
+/// cluster node found this late cannot stop a server that is already serving, so it
+/// is reported as an error (every presence script will fail on it).
+async fn check_late_connection(
+    client: Client,
+    what: &'static str,
+    mut connected: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+) {
+    if connected.recv().await.is_err() {
+        return;
+    }
+    tracing::info!(
+        client = what,
+        "redis reachable, connected after a degraded start"
+    );
+    if let Err(e) = refuse_cluster(&client).await {
+        tracing::error!(client = what, error = %e, "redis connected late is unusable");
+    }
 }
 
 /// Fails when `client` is connected to a Redis Cluster node (`INFO cluster`).

@@ -170,6 +170,29 @@ fn a_cluster_mode_server_is_refused_with_the_reason() {
     assert!(err.contains("cluster mode"), "{err}");
 }
 
+#[tokio::test]
+async fn a_cluster_node_that_comes_up_after_a_degraded_start_is_reported() {
+    let mut redis = RedisServer::unstarted_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ]);
+    let node = start_node(&redis, &[]);
+    wait_health(&node, r#""redis":"down""#).await;
+    redis.restart();
+    // The node says so in its log (it is already serving; it cannot refuse to start).
+    let start = Instant::now();
+    while !node.log().contains("Redis Cluster is not supported") {
+        assert!(
+            start.elapsed() < EVENT_TIMEOUT,
+            "no cluster error in the log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[test]
 fn unknown_schemes_and_bad_sentinel_urls_are_refused() {
     let err = refused(

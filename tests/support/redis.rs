@@ -124,11 +124,16 @@ impl RedisServer {
     /// A server not started yet, on a port that was free when asked: point a node at
     /// it, then [`RedisServer::restart`] starts it (a Redis that comes up late).
     pub fn unstarted() -> RedisServer {
+        Self::unstarted_with(&[])
+    }
+
+    /// [`RedisServer::unstarted`], to be started with extra `redis-server` arguments.
+    pub fn unstarted_with(extra: &[&str]) -> RedisServer {
         RedisServer {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            extra: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         }
     }
 
