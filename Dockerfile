@@ -8,7 +8,10 @@ RUN cargo build --release --locked --bin ferrocable
 
 # Runtime stage: a small image running as an unprivileged user.
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --no-create-home ferrocable
+# CA certificates for rediss:// (TLS to a managed Redis).
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home ferrocable
 COPY --from=build /src/target/release/ferrocable /usr/local/bin/ferrocable
 USER 10001
 ENV FERROCABLE_HOST=0.0.0.0 PORT=8080

@@ -17,27 +17,54 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn first_signal() -> &'static str {
+/// SIGTERM and SIGINT, caught from the moment [`Signals::install`] runs: installed
+/// before the server says it is listening, so a signal sent as soon as it is up (a
+/// test, a supervisor) is never left to its default action, which would kill the
+/// process without a drain. A signal that arrives earlier is kept and handled once
+/// the server runs.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                    None
+                }
+            };
+            Signals { streams }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let Some((term, int)) = self.streams.as_mut() else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
 }
 
@@ -66,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(root = %root.display(), rails_env = %raw.rails_env, "Rails app settings read");
     }
     let cfg = raw.check().context("invalid configuration")?;
+    let mut signals = Signals::install();
     let app = App::from_config(&cfg).await.context("cannot start")?;
     let mode = app.mode();
     let server = Server::bind(&cfg, app).await.context("cannot start")?;
@@ -78,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(server.run(shutdown.clone()));
-    let sig = first_signal().await;
+    let sig = signals.next().await;
     tracing::info!(
         signal = sig,
         grace_secs = cfg.shutdown_timeout.as_secs_f64(),
@@ -88,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     // A second signal forces the exit.
     tokio::select! {
         _ = run => {}
-        sig = first_signal() => {
+        sig = signals.next() => {
             tracing::warn!(signal = sig, "second signal, exiting now");
         }
     }

@@ -10,24 +10,14 @@ mod support;
 #[path = "support/transcript.rs"]
 mod transcript;
 
-use transcript::check_transcript;
+use transcript::{check_transcript, check_transcript_redis};
 
 /// Recorded scenarios that are not replayed yet, and why. Each needs a test here once
 /// ferrocable can run it.
-const DEFERRED: &[(&str, &str)] = &[
-    (
-        "redis_publish",
-        "needs the Redis broker (PUBLISH straight into Redis): the Redis issue",
-    ),
-    (
-        "remote_disconnect",
-        "needs the Redis broker (Rails' internal channel via bin/runner.rb): the Redis issue",
-    ),
-    (
+const DEFERRED: &[(&str, &str)] = &[(
         "server_shutdown",
-        "opt-in scenario (SIGTERM mid-session, stale Redis set): the Redis issue",
-    ),
-];
+        "opt-in scenario (SIGTERM mid-session, stale Redis set): ferrocable drains on SIGTERM by design (tests/shutdown.rs)",
+    )];
 
 /// Scenarios replayed below.
 const REPLAYED: &[&str] = &[
@@ -52,6 +42,23 @@ const REPLAYED: &[&str] = &[
     "bad_cookie_signature",
     "auth_variants",
     "turbo_streams",
+    // Redis mode only (below).
+    "redis_publish",
+    "remote_disconnect",
+];
+
+/// Scenarios (also) replayed in Redis mode: ferrocable on its own redis-server, the
+/// recording's external PUBLISHes replayed into it, its Redis keys, TTLs and pub/sub
+/// channels compared with the recording's snapshots.
+const REDIS_MODE: &[&str] = &[
+    "redis_publish",
+    "remote_disconnect",
+    "presence_subscribe_signed",
+    "presence_subscribe_signed@cold_server",
+    "presence_subscribe_signed@cold_server_low_latency",
+    "presence_two_users",
+    "presence_heartbeat",
+    "unsubscribe",
 ];
 
 #[test]
@@ -77,6 +84,56 @@ fn differences_are_declared_for_replayed_scenarios_only() {
             "differences.toml names {name:?}, which is not replayed"
         );
     }
+}
+
+#[test]
+fn redis_mode_scenarios_are_replayed() {
+    for name in REDIS_MODE {
+        assert!(
+            REPLAYED.contains(name),
+            "{name} is in REDIS_MODE, not REPLAYED"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_publish_redis() {
+    check_transcript_redis("redis_publish").await;
+}
+
+#[tokio::test]
+async fn remote_disconnect_redis() {
+    check_transcript_redis("remote_disconnect").await;
+}
+
+#[tokio::test]
+async fn presence_subscribe_signed_redis() {
+    check_transcript_redis("presence_subscribe_signed").await;
+}
+
+#[tokio::test]
+async fn presence_subscribe_signed_at_cold_server_redis() {
+    check_transcript_redis("presence_subscribe_signed@cold_server").await;
+}
+
+#[tokio::test]
+async fn presence_subscribe_signed_at_cold_server_low_latency_redis() {
+    check_transcript_redis("presence_subscribe_signed@cold_server_low_latency").await;
+}
+
+#[tokio::test]
+async fn presence_two_users_redis() {
+    check_transcript_redis("presence_two_users").await;
+}
+
+#[tokio::test]
+async fn presence_heartbeat_redis() {
+    check_transcript_redis("presence_heartbeat").await;
+}
+
+#[tokio::test]
+async fn unsubscribe_redis() {
+    check_transcript_redis("unsubscribe").await;
 }
 
 #[tokio::test]

@@ -67,6 +67,10 @@ pub enum BrokerError {
     /// The backing service failed or is unreachable.
     #[error("broker backend failed: {0}")]
     Backend(String),
+    /// The backend cannot be set up (bad URL, unsupported deployment, unreachable
+    /// while required).
+    #[error(transparent)]
+    Setup(#[from] crate::redis::RedisSetupError),
 }
 
 /// Publish/subscribe for broadcasts.

@@ -32,7 +32,10 @@
 //! - After a reconnect every channel with local subscribers is `SUBSCRIBE`d again as soon
 //!   as the connection is back (reconnect attempts back off from 100 ms to
 //!   [`crate::redis::MAX_RECONNECT_DELAY`]).
-//! - Standalone Redis (or a proxy in front of one), not Redis Cluster.
+//! - Standalone Redis (or a proxy in front of one), over TLS or found through Sentinel;
+//!   Redis Cluster is refused at startup ([`crate::redis::check_url`]).
+//! - Without [`RedisBrokerConfig::required`], a Redis that is down at startup is not an
+//!   error: the broker starts down and comes up when Redis answers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,6 +63,9 @@ pub struct RedisBrokerConfig {
     pub url: String,
     /// `channel_prefix` from the app's `cable.yml`; `None` when it has none.
     pub channel_prefix: Option<String>,
+    /// Fail [`RedisBroker::connect`] when Redis is unreachable at startup; otherwise
+    /// start degraded and connect in the background.
+    pub required: bool,
 }
 
 impl RedisBrokerConfig {
@@ -174,19 +180,27 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    /// Connects both clients and starts delivering to `handler`.
+    /// Connects both clients and starts delivering to `handler`. Without
+    /// [`RedisBrokerConfig::required`], an unreachable Redis is not an error: the
+    /// broker starts down (subscribes fail, `health` says so) and comes up, re-
+    /// subscribing what is wanted by then, as soon as Redis answers.
     ///
     /// # Errors
-    /// When the URL is invalid or Redis cannot be reached within
+    /// When the URL is invalid or names Redis Cluster, the server is a cluster node,
+    /// or (when required) Redis cannot be reached within
     /// [`crate::redis::CONNECT_TIMEOUT`].
     pub async fn connect(
         cfg: RedisBrokerConfig,
         handler: Arc<dyn BroadcastHandler>,
     ) -> Result<RedisBroker, BrokerError> {
-        let publisher =
-            client_for(&cfg.url, 32).map_err(|e| BrokerError::Backend(e.to_string()))?;
-        let subscriber = client_for(&cfg.url, MESSAGE_BUFFER)
-            .map_err(|e| BrokerError::Backend(e.to_string()))?;
+        crate::redis::check_url(&cfg.url)?;
+        let invalid = |e: fred::error::Error| {
+            BrokerError::Setup(crate::redis::RedisSetupError::InvalidUrl(
+                e.details().to_string(),
+            ))
+        };
+        let publisher = client_for(&cfg.url, 32).map_err(invalid)?;
+        let subscriber = client_for(&cfg.url, MESSAGE_BUFFER).map_err(invalid)?;
         // Listen before connecting, so nothing published after the first SUBSCRIBE is
         // missed.
         let messages = subscriber.message_rx();
@@ -198,12 +212,12 @@ impl RedisBroker {
             done: std::sync::atomic::AtomicU64::new(0),
             notify: Mutex::new(None),
         });
-        connect(&publisher, "broadcast publisher")
-            .await
-            .map_err(BrokerError::Backend)?;
-        connect(&subscriber, "broadcast subscriber")
-            .await
-            .map_err(BrokerError::Backend)?;
+        // Both connect concurrently, so a degraded start waits once, not twice.
+        let (publisher_up, subscriber_up) = tokio::join!(
+            connect(&publisher, "broadcast publisher", cfg.required),
+            connect(&subscriber, "broadcast subscriber", cfg.required),
+        );
+        let up = publisher_up? && subscriber_up?;
         let channels = Arc::new(Channels::default());
         let deliver = tokio::spawn(deliver_loop(messages, cfg.clone(), handler));
         let resubscribe = tokio::spawn(resubscribe_loop(
@@ -214,7 +228,8 @@ impl RedisBroker {
         ));
         tracing::info!(
             prefix = cfg.channel_prefix.as_deref().unwrap_or("(none)"),
-            "redis broker connected"
+            connected = up,
+            "redis broker started"
         );
         Ok(RedisBroker {
             cfg,
@@ -443,6 +458,7 @@ mod tests {
         RedisBrokerConfig {
             url: "redis://127.0.0.1:1".into(),
             channel_prefix: prefix.map(str::to_owned),
+            required: false,
         }
     }
 

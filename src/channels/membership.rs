@@ -47,14 +47,18 @@ pub struct RedisMembership {
 }
 
 impl RedisMembership {
-    /// Connects to `url` (startup fails if Redis is unreachable, as for the broker).
+    /// Connects to `url` as the broker does: when Redis is not `required`, an
+    /// unreachable Redis means a degraded start (checks fail, so subscriptions are
+    /// rejected, until it comes up).
     ///
     /// # Errors
-    /// When the URL is invalid or Redis cannot be reached.
-    pub async fn connect(url: &str) -> Result<RedisMembership, String> {
+    /// When the URL is invalid, or Redis is required and cannot be reached.
+    pub async fn connect(url: &str, required: bool) -> Result<RedisMembership, String> {
         let client = client_for(url, 8).map_err(|e| e.to_string())?;
         let link = Link::watch(&client);
-        connect(&client, "member_of checker").await?;
+        connect(&client, "member_of checker", required)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!("redis member_of checker connected");
         Ok(RedisMembership { client, link })
     }

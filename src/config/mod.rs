@@ -300,6 +300,12 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_NODE_TTL", default_value_t = 15.0)]
     pub node_ttl: f64,
 
+    /// Refuse to start when Redis is unreachable (within 10 s). Off by default: the
+    /// server then starts degraded (`/health` says so, subscriptions that need Redis
+    /// are rejected) and connects as soon as Redis answers.
+    #[arg(long, env = "FERROCABLE_REDIS_REQUIRED")]
+    pub redis_required: bool,
+
     /// Log format: `text` or `json`. The level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "FERROCABLE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -94,6 +94,10 @@ pub enum PresenceError {
     /// The backing service failed.
     #[error("presence backend failed: {0}")]
     Backend(String),
+    /// The backend cannot be set up (bad URL, unsupported deployment, unreachable
+    /// while required).
+    #[error(transparent)]
+    Setup(#[from] crate::redis::RedisSetupError),
 }
 
 /// Presence storage, implemented in memory (single node) and on Redis (a fleet).

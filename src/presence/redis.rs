@@ -45,7 +45,8 @@
 //!   other nodes reconnect on their own schedules, and an announcement published before
 //!   they re-subscribed would never reach their clients.
 //! - Needs Redis 5 or later (scripts use `SPOP`, replicated as effects), standalone or
-//!   behind a proxy; the scripts touch keys they compute, so not Redis Cluster.
+//!   behind a proxy, or through Sentinel; the scripts touch keys they compute, so not
+//!   Redis Cluster (refused at startup).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +96,9 @@ pub struct RedisStoreConfig {
     /// at once but announced only then, and dead nodes are looked for only then, so
     /// that every node is back on Redis (and re-subscribed) first.
     pub settle: Duration,
+    /// Fail [`RedisStore::connect`] when Redis is unreachable; otherwise start
+    /// unavailable and register this node once Redis answers (the first sweep does).
+    pub required: bool,
 }
 
 impl RedisStoreConfig {
@@ -106,6 +110,7 @@ impl RedisStoreConfig {
             node_ttl: DEFAULT_NODE_TTL,
             namespace: "ferrocable".into(),
             settle: crate::redis::MAX_RECONNECT_DELAY * 2,
+            required: true,
         }
     }
 
@@ -332,10 +337,12 @@ impl Drop for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects and registers this node as alive.
+    /// Connects and registers this node as alive (when Redis is unreachable and not
+    /// [`RedisStoreConfig::required`], the first sweep after it answers does that).
     ///
     /// # Errors
-    /// When the URL is invalid, the node id contains `/`, or Redis cannot be reached.
+    /// When the URL is invalid or names Redis Cluster, the node id contains `/`, or
+    /// (when required) Redis cannot be reached.
     pub async fn connect(cfg: RedisStoreConfig) -> Result<RedisStore, PresenceError> {
         if cfg.node_id.is_empty() || cfg.node_id.contains('/') {
             return Err(PresenceError::Backend(format!(
@@ -343,12 +350,15 @@ impl RedisStore {
                 cfg.node_id
             )));
         }
-        let client = client_for(&cfg.url, 64).map_err(|e| PresenceError::Backend(e.to_string()))?;
+        crate::redis::check_url(&cfg.url)?;
+        let client = client_for(&cfg.url, 64).map_err(|e| {
+            PresenceError::Setup(crate::redis::RedisSetupError::InvalidUrl(
+                e.details().to_string(),
+            ))
+        })?;
         let reconnects = client.reconnect_rx();
         let link = Link::watch(&client);
-        connect(&client, "presence store")
-            .await
-            .map_err(PresenceError::Backend)?;
+        let up = connect(&client, "presence store", cfg.required).await?;
         let wake = Arc::new(Notify::new());
         let connected_since = Arc::new(Mutex::new(Instant::now()));
         let watcher = tokio::spawn(wake_on_reconnect(
@@ -369,11 +379,14 @@ impl RedisStore {
             wake,
             watcher,
         };
-        store.refresh_liveness().await?;
+        if up {
+            store.refresh_liveness().await?;
+        }
         tracing::info!(
             node = %store.cfg.node_id,
             node_ttl_secs = store.cfg.node_ttl.as_secs_f64(),
-            "redis presence store connected"
+            connected = up,
+            "redis presence store started"
         );
         Ok(store)
     }

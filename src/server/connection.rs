@@ -15,6 +15,11 @@
 //! a protocol error or shutdown, by the hub on outbox overflow); the writer then sends
 //! the final frames, the reader waits briefly for the client's close reply, and the
 //! connection's subscriptions are removed (which runs presence leaves).
+//!
+//! **Invariant:** the TCP stream ends (FIN) only after the subscriptions are removed:
+//! the writer hands its write half back instead of dropping it (dropping it shuts the
+//! socket down), so a client that sees the end of the stream knows the leaves it
+//! caused have been applied and published.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -296,7 +301,8 @@ async fn serve(
     state.metrics.subscriptions_changed(-(held as i64));
     forget_internal(&state, internal.as_deref(), id).await;
     let mut writer = writer;
-    // After a client close the writer ends by itself once the echo is out.
+    // After a client close the writer ends by itself once the echo is out. Its write
+    // half, handed back, is dropped (FIN) only here, after the leaves above.
     if !client_closed
         || tokio::time::timeout(CLOSE_GRACE, &mut writer)
             .await
@@ -544,7 +550,11 @@ async fn write_bounded(wr: &mut OwnedWriteHalf, buf: &[u8]) -> bool {
     )
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, conn: ConnHandle) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut ping: watch::Receiver<Bytes>,
+    conn: ConnHandle,
+) -> OwnedWriteHalf {
     // Whether the last write was cut off halfway, which forbids writing anything more.
     let mut torn = false;
     let mut items: std::collections::VecDeque<Outgoing> = std::collections::VecDeque::new();
@@ -589,7 +599,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, co
     }
     conn.shut_outbox();
     if torn {
-        return;
+        return wr;
     }
     let mut buf = Vec::new();
     match conn.closing_how() {
@@ -603,6 +613,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut ping: watch::Receiver<Bytes>, co
     if !buf.is_empty() {
         write_bounded(&mut wr, &buf).await;
     }
+    wr
 }
 
 /// Writes `buf` unless the connection starts closing meanwhile (then the write is

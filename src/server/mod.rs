@@ -289,6 +289,7 @@ impl App {
         let broker_cfg = RedisBrokerConfig {
             url: url.to_owned(),
             channel_prefix: cfg.raw.channel_prefix.clone(),
+            required: cfg.raw.redis_required,
         };
         let redis_broker = RedisBroker::connect(broker_cfg, relay)
             .await
@@ -300,6 +301,7 @@ impl App {
             .unwrap_or_else(crate::presence::redis::random_node_id);
         let mut store_cfg = RedisStoreConfig::new(url, node_id);
         store_cfg.node_ttl = Duration::from_secs_f64(cfg.raw.node_ttl);
+        store_cfg.required = cfg.raw.redis_required;
         let store = RedisStore::connect(store_cfg)
             .await
             .map_err(|e| ServerError::Redis(e.to_string()))?;
@@ -315,7 +317,7 @@ impl App {
         let membership: Option<Arc<dyn Membership>> =
             if cfg.channels.channels.iter().any(|c| c.member_of.is_some()) {
                 Some(Arc::new(
-                    RedisMembership::connect(url)
+                    RedisMembership::connect(url, cfg.raw.redis_required)
                         .await
                         .map_err(ServerError::Redis)?,
                 ))

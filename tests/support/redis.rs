@@ -17,9 +17,12 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra `redis-server` arguments (kept for restarts).
+    extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A port that was free when asked.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -28,7 +31,7 @@ fn free_port() -> u16 {
 
 /// Starts `redis-server` on `port` and returns once it accepts connections (it says so
 /// on stdout) and answers PING; `None` when it could not start (port taken).
-fn spawn(port: u16, dir: &std::path::Path) -> Option<Child> {
+fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Option<Child> {
     let mut child = Command::new("redis-server")
         .args([
             "--port",
@@ -42,17 +45,30 @@ fn spawn(port: u16, dir: &std::path::Path) -> Option<Child> {
             "--dir",
             &dir.display().to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server must be installed (apt-get install redis-server)");
+    if !ready_on_stdout(&mut child, "Ready to accept connections", port) {
+        return None;
+    }
+    let pong = cli_output(port, &["PING"]);
+    assert_eq!(pong, "PONG", "redis-server on port {port} answers PING");
+    Some(child)
+}
+
+/// Reads the child's log (stdout) until a line contains `marker`, then keeps draining
+/// it in a thread so it never blocks on a full pipe. Kills the child and returns false
+/// when the log ends first (it did not start: port taken).
+pub fn ready_on_stdout(child: &mut Child, marker: &str, port: u16) -> bool {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = String::new();
     loop {
         match lines.next() {
             Some(Ok(line)) => {
-                let ready = line.contains("Ready to accept connections");
+                let ready = line.contains(marker);
                 seen.push_str(&line);
                 seen.push('\n');
                 if ready {
@@ -63,15 +79,12 @@ fn spawn(port: u16, dir: &std::path::Path) -> Option<Child> {
                 let _ = child.kill();
                 let _ = child.wait();
                 eprintln!("redis-server on port {port} did not start:\n{seen}");
-                return None;
+                return false;
             }
         }
     }
-    // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    let pong = cli_output(port, &["PING"]);
-    assert_eq!(pong, "PONG", "redis-server on port {port} answers PING");
-    Some(child)
+    true
 }
 
 fn cli_output(port: u16, args: &[&str]) -> String {
@@ -87,18 +100,41 @@ fn cli_output(port: u16, args: &[&str]) -> String {
 impl RedisServer {
     /// Starts a fresh server on a free port.
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a fresh server on a free port with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = spawn(port, dir.path()) {
+            if let Some(child) = spawn(port, dir.path(), &extra) {
                 return RedisServer {
                     port,
                     child: Some(child),
                     dir,
+                    extra,
                 };
             }
         }
         panic!("could not start redis-server");
+    }
+
+    /// A server not started yet, on a port that was free when asked: point a node at
+    /// it, then [`RedisServer::restart`] starts it (a Redis that comes up late).
+    pub fn unstarted() -> RedisServer {
+        Self::unstarted_with(&[])
+    }
+
+    /// [`RedisServer::unstarted`], to be started with extra `redis-server` arguments.
+    pub fn unstarted_with(extra: &[&str]) -> RedisServer {
+        RedisServer {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// The port.
@@ -191,7 +227,8 @@ impl RedisServer {
     /// Starts the server again on the same port, empty (no persistence).
     pub fn restart(&mut self) {
         self.kill();
-        let child = spawn(self.port, self.dir.path()).expect("redis-server restarts on its port");
+        let child = spawn(self.port, self.dir.path(), &self.extra)
+            .expect("redis-server restarts on its port");
         self.child = Some(child);
     }
 
@@ -235,6 +272,70 @@ pub async fn next_message(
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .unwrap_or_default();
     (m.channel.to_string(), payload)
+}
+
+/// A Redis Sentinel (`redis-server <conf> --sentinel`) on a free port, monitoring one
+/// [`RedisServer`] as `mymaster` (quorum 1), killed on drop.
+pub struct Sentinel {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// The master name the sentinel monitors.
+    pub const MASTER: &'static str = "mymaster";
+
+    /// Starts a sentinel for `master`; returns once it monitors it.
+    pub fn start(master: &RedisServer) -> Sentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\n",
+                    dir.path().display(),
+                    Self::MASTER,
+                    master.port()
+                ),
+            )
+            .expect("write sentinel.conf");
+            let mut child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (it runs Sentinel too)");
+            if !ready_on_stdout(&mut child, "+monitor master", port) {
+                continue;
+            }
+            return Sentinel {
+                port,
+                child,
+                _dir: dir,
+            };
+        }
+        panic!("could not start a sentinel");
+    }
+
+    /// `redis-sentinel://127.0.0.1:PORT?sentinelServiceName=mymaster`
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}?sentinelServiceName={}",
+            self.port,
+            Self::MASTER
+        )
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for RedisServer {

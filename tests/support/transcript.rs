@@ -27,6 +27,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::redis::RedisServer;
 use crate::support::{TestServer, EVENT_TIMEOUT};
 
 // ---------------------------------------------------------------------------------
@@ -108,6 +109,29 @@ struct Step {
     actions: Vec<Action>,
 }
 
+/// Something to replay: a client step, or (Redis mode) what another process did to
+/// Redis, or a point where the recorder looked at Redis.
+#[derive(Debug, Clone)]
+enum Event {
+    /// Client actions on one connection.
+    Client(Step),
+    /// A `PUBLISH` sent by another process while the recorder ran it (`redis-cli`, or
+    /// Rails' `bin/runner.rb`), taken from the recording's MONITOR lines.
+    Publish { channel: String, payload: Vec<u8> },
+    /// The recorder's KEYS/TTL and PUBSUB snapshot.
+    Snapshot(RedisSnapshot),
+}
+
+/// Redis as the recorder saw it: keys (type, TTL, value) and pub/sub channels.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RedisSnapshot {
+    label: String,
+    /// key → (type, ttl, value rendered as JSON).
+    keys: std::collections::BTreeMap<String, (String, i64, String)>,
+    /// channel → subscribers.
+    channels: std::collections::BTreeMap<String, i64>,
+}
+
 /// What one connection received between two of its own steps.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Segment {
@@ -121,8 +145,8 @@ struct Segment {
 type Transcript = Vec<(String, Vec<Segment>)>;
 
 struct Fixture {
-    /// The client side, in recorded order.
-    steps: Vec<Step>,
+    /// The client side and what other processes did, in recorded order.
+    events: Vec<Event>,
     /// What Rails sent, segmented like the replay (not yet in canonical order).
     expected: Transcript,
 }
@@ -445,10 +469,17 @@ fn recorded_lines(e: &Value) -> Vec<String> {
 fn parse_fixture(name: &str) -> Fixture {
     let path = fixtures_dir().join(format!("{name}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut steps: Vec<Step> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut expected: Transcript = Vec::new();
     // The connection whose last step may still grow (nothing happened since).
     let mut open: Option<String> = None;
+    // A process the recorder started (redis-cli, bin/runner.rb) is running: the
+    // PUBLISHes MONITOR shows meanwhile from a Redis client not seen before it started
+    // are its; the others are the cable server's own (e.g. the user_left that Rails
+    // publishes while the runner's remote disconnect is being handled).
+    let mut proc_running = false;
+    let mut server_clients: std::collections::HashSet<String> = Default::default();
+    let mut before_proc: std::collections::HashSet<String> = Default::default();
     for (n, line) in text.lines().enumerate() {
         let e: Value = serde_json::from_str(line)
             .unwrap_or_else(|err| panic!("{name}.jsonl:{}: {err}", n + 1));
@@ -456,8 +487,37 @@ fn parse_fixture(name: &str) -> Fixture {
         let kind = s(&e, "kind");
         let conn = s(&e, "conn");
         match dir.as_str() {
+            "proc" => {
+                proc_running = kind == "start";
+                if proc_running {
+                    before_proc = server_clients.clone();
+                }
+                open = None;
+            }
+            "redis_monitor" => {
+                let client = s(&e, "client");
+                if !proc_running {
+                    server_clients.insert(client);
+                    continue;
+                }
+                let words = monitor_words(&s(&e, "line"));
+                if words.len() == 3
+                    && words[0].eq_ignore_ascii_case(b"publish")
+                    && !before_proc.contains(&client)
+                {
+                    events.push(Event::Publish {
+                        channel: String::from_utf8_lossy(&words[1]).into_owned(),
+                        payload: words[2].clone(),
+                    });
+                    open = None;
+                }
+            }
+            "redis" if kind == "snapshot" => {
+                events.push(Event::Snapshot(recorded_snapshot(&e)));
+                open = None;
+            }
             // Server-side observations, asynchronous to the client: they break nothing.
-            "redis_monitor" | "redis_pubsub" => {}
+            "redis_pubsub" => {}
             "send" => {
                 let action = match kind.as_str() {
                     "http_request" => Action::Connect(lib_request(&e)),
@@ -476,14 +536,22 @@ fn parse_fixture(name: &str) -> Fixture {
                 let rendered = render_action(&action);
                 let connects = matches!(action, Action::Connect(_) | Action::RawHttp(_));
                 let segs = segments_of(&mut expected, &conn);
-                if open.as_deref() == Some(conn.as_str()) && !connects {
-                    steps.last_mut().expect("open step").actions.push(action);
+                let open_step = match events.last_mut() {
+                    Some(Event::Client(step))
+                        if open.as_deref() == Some(conn.as_str()) && !connects =>
+                    {
+                        Some(step)
+                    }
+                    _ => None,
+                };
+                if let Some(step) = open_step {
+                    step.actions.push(action);
                     segs.last_mut().expect("open segment").sends.push(rendered);
                 } else {
-                    steps.push(Step {
+                    events.push(Event::Client(Step {
                         conn: conn.clone(),
                         actions: vec![action],
-                    });
+                    }));
                     segs.push(Segment {
                         sends: vec![rendered],
                         recvs: Vec::new(),
@@ -514,7 +582,88 @@ fn parse_fixture(name: &str) -> Fixture {
             _ => open = None,
         }
     }
-    Fixture { steps, expected }
+    Fixture { events, expected }
+}
+
+/// The words of a MONITOR line (`"PUBLISH" "ch" "payload"`), unquoted as Redis quotes
+/// them (`sdscatrepr`: `\\`, `\"`, `\n`, `\r`, `\t`, `\a`, `\b`, `\xHH`).
+fn monitor_words(line: &str) -> Vec<Vec<u8>> {
+    let b = line.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut w = Vec::new();
+        while i < b.len() && b[i] != b'"' {
+            if b[i] == b'\\' && i + 1 < b.len() {
+                i += 1;
+                match b[i] {
+                    b'n' => w.push(b'\n'),
+                    b'r' => w.push(b'\r'),
+                    b't' => w.push(b'\t'),
+                    b'a' => w.push(7),
+                    b'b' => w.push(8),
+                    b'x' if i + 2 < b.len() => {
+                        w.extend(unhex(&line[i + 1..i + 3]));
+                        i += 2;
+                    }
+                    other => w.push(other),
+                }
+            } else {
+                w.push(b[i]);
+            }
+            i += 1;
+        }
+        i += 1;
+        words.push(w);
+    }
+    words
+}
+
+/// A `redis snapshot` line of the recording.
+fn recorded_snapshot(e: &Value) -> RedisSnapshot {
+    let mut snap = RedisSnapshot {
+        label: s(e, "label"),
+        ..RedisSnapshot::default()
+    };
+    if let Some(keys) = e["keys"].as_object() {
+        for (k, v) in keys {
+            snap.keys.insert(
+                k.clone(),
+                (
+                    s(v, "type"),
+                    v["ttl"].as_i64().unwrap_or(-3),
+                    key_value(&v["value"]),
+                ),
+            );
+        }
+    }
+    if let Some(chans) = e["pubsub_channels"].as_object() {
+        for (c, n) in chans {
+            snap.channels.insert(c.clone(), n.as_i64().unwrap_or(0));
+        }
+    }
+    snap
+}
+
+/// A key's value for comparison: sets sorted; a string of unix seconds (a heartbeat)
+/// as `<unix seconds>`, since the clock differs between the runs.
+fn key_value(v: &Value) -> String {
+    match v {
+        Value::Array(items) => {
+            let mut strs: Vec<String> = items.iter().map(Value::to_string).collect();
+            strs.sort();
+            format!("[{}]", strs.join(","))
+        }
+        Value::String(t) if t.len() >= 10 && t.bytes().all(|c| c.is_ascii_digit()) => {
+            "<unix seconds>".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -595,6 +744,163 @@ fn conn_lines(segs: &[Segment]) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------
+// Redis snapshots
+// ---------------------------------------------------------------------------------
+
+/// How far a TTL may be from the recorded one, in seconds: the replay does not pause
+/// where the recorder did (e.g. `presence_heartbeat`'s "2 s later"), and TTL reads
+/// round down.
+pub const TTL_TOLERANCE: i64 = 3;
+
+/// Glob match with `*` only.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Drops what the declarations for `side` say only that side has, and marks in `used`
+/// each declaration that matched something.
+fn drop_declared(snap: &mut RedisSnapshot, decls: &[RedisDeclared], side: &str, used: &mut [bool]) {
+    for (d, used) in decls.iter().zip(used.iter_mut()) {
+        if d.side != side {
+            continue;
+        }
+        let before = snap.keys.len() + snap.channels.len();
+        snap.keys.retain(|k, _| !d.keys.iter().any(|p| glob(p, k)));
+        snap.channels
+            .retain(|c, _| !d.channels.iter().any(|p| glob(p, c)));
+        *used |= snap.keys.len() + snap.channels.len() < before;
+    }
+}
+
+/// The differences between two snapshots (TTLs within [`TTL_TOLERANCE`]); empty when
+/// they agree. `channels` picks the pub/sub channels instead of the keys.
+fn snapshot_diff(rails: &RedisSnapshot, got: &RedisSnapshot, channels: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if channels {
+        if rails.channels != got.channels {
+            out.push(format!(
+                "pub/sub channels: Rails {:?}, ferrocable {:?}",
+                rails.channels, got.channels
+            ));
+        }
+        return out;
+    }
+    let names: std::collections::BTreeSet<&String> =
+        rails.keys.keys().chain(got.keys.keys()).collect();
+    for k in names {
+        match (rails.keys.get(k), got.keys.get(k)) {
+            (Some(r), Some(g)) => {
+                let ttl_ok = if r.1 < 0 || g.1 < 0 {
+                    r.1 == g.1
+                } else {
+                    (r.1 - g.1).abs() <= TTL_TOLERANCE
+                };
+                if r.0 != g.0 || r.2 != g.2 || !ttl_ok {
+                    out.push(format!(
+                        "key {k}: Rails {} ttl {} {}, ferrocable {} ttl {} {}",
+                        r.0, r.1, r.2, g.0, g.1, g.2
+                    ));
+                }
+            }
+            (Some(r), None) => out.push(format!("key {k}: only Rails has it ({} {})", r.0, r.2)),
+            (None, Some(g)) => {
+                out.push(format!("key {k}: only ferrocable has it ({} {})", g.0, g.2))
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Compares ferrocable's Redis with the recording at each snapshot (taken by
+/// [`replay`]), apart from the declared `[[redis_difference]]`s, and fails on a
+/// declaration that never applies.
+fn compare_snapshots(
+    scenario: &str,
+    recorded: &[&RedisSnapshot],
+    got: Vec<RedisSnapshot>,
+    report: &mut String,
+) {
+    let decls = redis_declared(scenario);
+    let mut used = vec![false; decls.len()];
+    assert_eq!(recorded.len(), got.len(), "one snapshot per recorded one");
+    for (rails, mut mine) in recorded.iter().zip(got) {
+        let mut rails = (*rails).clone();
+        drop_declared(&mut rails, &decls, "rails", &mut used);
+        drop_declared(&mut mine, &decls, "ferrocable", &mut used);
+        let mut problems = snapshot_diff(&rails, &mine, false);
+        problems.extend(snapshot_diff(&rails, &mine, true));
+        if !problems.is_empty() {
+            let _ = writeln!(report, "== redis snapshot {:?}", rails.label);
+            for p in problems {
+                let _ = writeln!(report, "  {p}");
+            }
+        }
+    }
+    for (d, used) in decls.iter().zip(used) {
+        if !used {
+            let _ = writeln!(
+                report,
+                "== declared redis difference ({} side: keys {:?}, channels {:?}) never occurs in {scenario}: remove it ({})",
+                d.side, d.keys, d.channels, d.why
+            );
+        }
+    }
+}
+
+/// The `[[redis_difference]]`s declared for `scenario`.
+fn redis_declared(scenario: &str) -> Vec<RedisDeclared> {
+    load_file()
+        .redis
+        .into_iter()
+        .filter(|d| d.scenarios.iter().any(|s| s == scenario))
+        .collect()
+}
+
+/// ferrocable's Redis at a recorded snapshot. Keys are read at once: ferrocable writes
+/// them before it answers, so the replay's barriers cover them. Pub/sub channels may
+/// lag (an UNSUBSCRIBE is not acknowledged before the server goes on), so until they
+/// agree with the recording, they are read again (Redis state announces no event),
+/// for at most [`EVENT_TIMEOUT`].
+async fn take_snapshot(
+    redis: &RedisServer,
+    recorded: &RedisSnapshot,
+    decls: &[RedisDeclared],
+) -> RedisSnapshot {
+    let channels = |snap: &RedisSnapshot, side: &str| {
+        let mut snap = RedisSnapshot {
+            channels: snap.channels.clone(),
+            ..RedisSnapshot::default()
+        };
+        drop_declared(&mut snap, decls, side, &mut vec![false; decls.len()]);
+        snap.channels
+    };
+    let want = channels(recorded, "rails");
+    let mut snap = redis_snapshot(redis, &recorded.label);
+    let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+    while channels(&snap, "ferrocable") != want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        snap.channels = redis_snapshot(redis, &recorded.label).channels;
+    }
+    snap
+}
+
+// ---------------------------------------------------------------------------------
 // Declared differences
 // ---------------------------------------------------------------------------------
 
@@ -603,6 +909,24 @@ fn conn_lines(segs: &[Segment]) -> Vec<String> {
 struct DifferencesFile {
     #[serde(default)]
     difference: Vec<Declared>,
+    #[serde(default, rename = "redis_difference")]
+    redis: Vec<RedisDeclared>,
+}
+
+/// Redis keys or pub/sub channels only one side has, in Redis-mode replays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisDeclared {
+    scenarios: Vec<String>,
+    /// `rails` or `ferrocable`: who has them.
+    side: String,
+    /// Key patterns (`*` matches anything).
+    #[serde(default)]
+    keys: Vec<String>,
+    /// Channel patterns.
+    #[serde(default)]
+    channels: Vec<String>,
+    why: String,
 }
 
 /// One deliberate difference (see `protocol-fixtures/README.md`).
@@ -640,11 +964,26 @@ fn one() -> usize {
     1
 }
 
-fn load_differences() -> Vec<Declared> {
+fn load_file() -> DifferencesFile {
     let path = fixtures_dir().join("differences.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file: DifferencesFile =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for d in &file.redis {
+        assert!(
+            !d.why.trim().is_empty() && matches!(d.side.as_str(), "rails" | "ferrocable"),
+            "differences.toml: a redis difference needs a `why` and side = rails|ferrocable"
+        );
+        assert!(
+            !d.scenarios.is_empty() && (!d.keys.is_empty() || !d.channels.is_empty()),
+            "differences.toml: a redis difference names no scenario, key or channel"
+        );
+    }
+    file
+}
+
+fn load_differences() -> Vec<Declared> {
+    let file = load_file();
     for d in &file.difference {
         assert!(
             !d.why.trim().is_empty(),
@@ -672,9 +1011,11 @@ fn load_differences() -> Vec<Declared> {
 
 /// Every scenario `differences.toml` names.
 pub fn declared_scenarios() -> Vec<String> {
+    let file = load_file();
     let mut v: Vec<String> = load_differences()
         .into_iter()
         .flat_map(|d| d.scenarios)
+        .chain(file.redis.into_iter().flat_map(|d| d.scenarios))
         .collect();
     v.sort();
     v.dedup();
@@ -764,6 +1105,9 @@ struct Conn {
     raw: bool,
     state: ConnState,
     segments: Vec<Segment>,
+    /// Identifiers the server confirmed and the client has not unsubscribed (for the
+    /// Redis barrier).
+    subscribed: Vec<String>,
 }
 
 struct RawFrame {
@@ -878,6 +1222,21 @@ impl Conn {
     }
 
     fn record_frame(&mut self, f: &RawFrame) {
+        if f.opcode == 0x1 {
+            if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
+                // The replay's own Redis barrier messages are not events.
+                if v["message"].get("fixture_barrier").is_some() {
+                    return;
+                }
+                if v["type"] == "confirm_subscription" {
+                    if let Some(id) = v["identifier"].as_str() {
+                        if !self.subscribed.iter().any(|s| s == id) {
+                            self.subscribed.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
         let header = if self.raw {
             Some(f.header.as_slice())
         } else {
@@ -916,6 +1275,54 @@ impl Conn {
                 self.state = ConnState::ServerClosing;
                 return;
             }
+        }
+    }
+
+    /// The Redis barrier: broadcasts relayed through Redis (presence events, Rails'
+    /// PUBLISHes) arrive on their own schedule, so a WebSocket pong does not prove they
+    /// are in. This publishes a marker into Redis on a stream this connection is
+    /// subscribed to and records everything up to it (or the server's close, or EOF).
+    /// Redis delivers one subscriber connection's messages in publish order and the
+    /// server fans them out in that order, so once the marker is here, everything
+    /// published to Redis before it has arrived too. The marker itself is not recorded.
+    async fn redis_barrier(&mut self, redis: &RedisServer, n: u64) {
+        let Some(stream) = self.subscribed.iter().find_map(|id| stream_of(id)) else {
+            return;
+        };
+        let marker = format!(r#"{{"fixture_barrier":{n}}}"#);
+        let channel = format!("{}:{stream}", crate::support::redis::PREFIX);
+        assert!(
+            redis.publish(&channel, &marker) >= 1,
+            "{}: nobody subscribes {channel} for the barrier",
+            self.name
+        );
+        loop {
+            let Some(f) = self.next_frame().await else {
+                self.eof(false);
+                return;
+            };
+            if f.opcode == 0x1 {
+                if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
+                    if v["message"]["fixture_barrier"].as_u64() == Some(n) {
+                        return;
+                    }
+                }
+            }
+            self.record_frame(&f);
+            if f.opcode == 0x8 {
+                self.state = ConnState::ServerClosing;
+                return;
+            }
+        }
+    }
+
+    /// Both barriers: the WebSocket one, then (Redis mode) the Redis one.
+    async fn settle(&mut self, redis: Option<&RedisServer>, n: &mut u64) {
+        *n += 1;
+        self.barrier(*n).await;
+        if let (Some(redis), ConnState::Open) = (redis, self.state) {
+            *n += 1;
+            self.redis_barrier(redis, *n).await;
         }
     }
 
@@ -997,12 +1404,82 @@ impl Conn {
     }
 }
 
-/// Replays the fixture's steps against `server`; returns what ferrocable sent.
-async fn replay(server: &TestServer, steps: &[Step]) -> Transcript {
+/// The reference app's stream of a subscription identifier (`PresenceChannel`:
+/// `presence_room_<room_id>`, `ChatChannel`: `chat_<room>`), for the Redis barrier.
+fn stream_of(identifier: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(identifier).ok()?;
+    let param = |k: &str| match &v[k] {
+        Value::String(t) => t.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match v["channel"].as_str()? {
+        "PresenceChannel" => Some(format!("presence_room_{}", param("room_id"))),
+        "ChatChannel" => Some(format!("chat_{}", param("room"))),
+        _ => None,
+    }
+}
+
+/// What ferrocable's Redis holds now, as the recorder reads it.
+fn redis_snapshot(redis: &RedisServer, label: &str) -> RedisSnapshot {
+    let mut snap = RedisSnapshot {
+        label: label.to_owned(),
+        ..RedisSnapshot::default()
+    };
+    for key in redis.keys("*") {
+        let kind = redis.cli(&["TYPE", &key]);
+        let ttl = redis.ttl(&key);
+        let value = match kind.as_str() {
+            "string" => Value::String(redis.cli(&["GET", &key])),
+            "set" => Value::Array(
+                redis
+                    .smembers(&key)
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            ),
+            _ => Value::Null,
+        };
+        snap.keys.insert(key, (kind, ttl, key_value(&value)));
+    }
+    for channel in redis.lines(&["PUBSUB", "CHANNELS"]) {
+        let n = redis.numsub(&channel);
+        snap.channels.insert(channel, n);
+    }
+    snap
+}
+
+/// Replays the fixture against `server`; returns what ferrocable sent, and in Redis
+/// mode ferrocable's Redis at each of the recording's snapshots.
+async fn replay(
+    server: &TestServer,
+    redis: Option<&RedisServer>,
+    events: &[Event],
+    decls: &[RedisDeclared],
+) -> (Transcript, Vec<RedisSnapshot>) {
     let mut conns: Vec<Conn> = Vec::new();
+    let mut snapshots = Vec::new();
     let mut barrier_no = 0u64;
     let mut key_no = 0u32;
-    for step in steps {
+    for event in events {
+        let step = match event {
+            Event::Client(step) => step,
+            Event::Publish { channel, payload } => {
+                let redis = redis.expect("a scenario that PUBLISHes runs in Redis mode");
+                let text = String::from_utf8(payload.clone()).expect("UTF-8 payload");
+                redis.publish(channel, &text);
+                for conn in conns.iter_mut().filter(|c| c.state == ConnState::Open) {
+                    conn.settle(Some(redis), &mut barrier_no).await;
+                }
+                continue;
+            }
+            Event::Snapshot(recorded) => {
+                if let Some(redis) = redis {
+                    snapshots.push(take_snapshot(redis, recorded, decls).await);
+                }
+                continue;
+            }
+        };
         let i = match conns.iter().position(|c| c.name == step.conn) {
             Some(i) => i,
             None => {
@@ -1013,6 +1490,7 @@ async fn replay(server: &TestServer, steps: &[Step]) -> Transcript {
                     raw: false,
                     state: ConnState::Done,
                     segments: Vec::new(),
+                    subscribed: Vec::new(),
                 });
                 conns.len() - 1
             }
@@ -1067,7 +1545,14 @@ async fn replay(server: &TestServer, steps: &[Step]) -> Transcript {
                         .await;
                     conn.read_response(false, request_closes).await;
                 }
-                Action::Text(t) => conn.write(&client_frame(0x1, t.as_bytes())).await,
+                Action::Text(t) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(t) {
+                        if v["command"] == "unsubscribe" {
+                            conn.subscribed.retain(|id| v["identifier"] != id.as_str());
+                        }
+                    }
+                    conn.write(&client_frame(0x1, t.as_bytes())).await
+                }
                 Action::Binary(b) => conn.write(&client_frame(0x2, b)).await,
                 Action::Close(code, reason) => {
                     let mut p = Vec::new();
@@ -1086,18 +1571,17 @@ async fn replay(server: &TestServer, steps: &[Step]) -> Transcript {
             if sent_close {
                 conn.until_eof().await;
             } else if conn.state == ConnState::Open {
-                barrier_no += 1;
-                conn.barrier(barrier_no).await;
+                conn.settle(redis, &mut barrier_no).await;
             }
         }
         for (j, other) in conns.iter_mut().enumerate() {
             if j != i && other.state == ConnState::Open {
-                barrier_no += 1;
-                other.barrier(barrier_no).await;
+                other.settle(redis, &mut barrier_no).await;
             }
         }
     }
-    conns.into_iter().map(|c| (c.name, c.segments)).collect()
+    let transcript = conns.into_iter().map(|c| (c.name, c.segments)).collect();
+    (transcript, snapshots)
 }
 
 /// Base64 of 16 bytes (a `Sec-WebSocket-Key`); `input` is padded/truncated to 16.
@@ -1159,14 +1643,43 @@ fn diff_lines(a: &[String], b: &[String]) -> Vec<(char, String)> {
 /// a per-connection diff (expected = Rails + declared differences, got = ferrocable)
 /// on any undeclared difference, or on a declared difference that no longer occurs.
 pub async fn check_transcript(name: &str) {
+    check(name, None).await;
+}
+
+/// [`check_transcript`] in Redis mode: ferrocable runs as a node on its own
+/// `redis-server` with the reference app's channel prefix and GlobalID app; the
+/// recording's external PUBLISHes are replayed into that Redis, and its KEYS/TTL and
+/// PUBSUB snapshots are compared with ferrocable's Redis at the same points (apart from
+/// the `[[redis_difference]]`s declared in `differences.toml`).
+pub async fn check_transcript_redis(name: &str) {
+    let redis = RedisServer::start();
+    check(name, Some(&redis)).await;
+}
+
+async fn check(name: &str, redis: Option<&RedisServer>) {
     let fixture = parse_fixture(name);
     let mut rails = fixture.expected.clone();
     canonicalize(&mut rails);
     let mut expected = rails.clone();
     let touched = apply_declared(name, &mut expected);
 
-    let server = TestServer::start(&server_flags());
-    let mut got = replay(&server, &fixture.steps).await;
+    let mut flags: Vec<String> = server_flags().into_iter().map(String::from).collect();
+    if let Some(redis) = redis {
+        flags.extend(
+            [
+                "--redis-url",
+                &redis.url(),
+                "--channel-prefix",
+                crate::support::redis::PREFIX,
+                "--globalid-app",
+                "refapp",
+            ]
+            .map(String::from),
+        );
+    }
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = TestServer::start(&flag_refs);
+    let (mut got, snapshots) = replay(&server, redis, &fixture.events, &redis_declared(name)).await;
     canonicalize(&mut got);
 
     if std::env::var_os("UPDATE_FIXTURES").is_some_and(|v| v == "1") {
@@ -1232,6 +1745,17 @@ pub async fn check_transcript(name: &str) {
                 );
             }
         }
+    }
+    if redis.is_some() {
+        let recorded: Vec<&RedisSnapshot> = fixture
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Snapshot(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        compare_snapshots(name, &recorded, snapshots, &mut report);
     }
     if !report.is_empty() {
         let log = strip_ansi(&server.log());
