@@ -6,6 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
+use ferrocable::presence::redis::STALE_GRACE;
 use ferrocable::presence::{
     ChangeKind, Join, Leave, MemoryStore, PresenceChange, PresenceStore, RedisStore,
     RedisStoreConfig, SubscriptionKey, UserId,
@@ -394,10 +395,42 @@ async fn stale_members_without_a_subscription_or_heartbeat_are_removed() {
     redis.cli(&["SETEX", "presence:user:2:room:9", "30", "1795832011"]);
     // Ours, live.
     a.join("8", 3, key(1, 1)).await.expect("join");
+    // The first sweep only notes member 1 as stale: a member a Rails server just added
+    // has no heartbeat yet either.
+    assert_eq!(a.sweep_stale_members().await.expect("sweep"), vec![]);
+    assert_eq!(redis.smembers("room:8:members"), vec!["1", "3"]);
+    assert_eq!(redis.lines(&["HKEYS", "ferrocable:stale:8"]), vec!["1"]);
+    // Still stale once the grace is over (its start moved back instead of waiting).
+    let long_ago = (now_unix() - STALE_GRACE.as_secs()).to_string();
+    redis.cli(&["HSET", "ferrocable:stale:8", "1", &long_ago]);
     let changes = a.sweep_stale_members().await.expect("sweep");
     assert_eq!(changes, vec![left("8", 1, &[3])]);
     assert_eq!(redis.smembers("room:8:members"), vec!["3"]);
     assert_eq!(redis.smembers("room:9:members"), vec!["2"]);
+    assert!(redis.lines(&["HKEYS", "ferrocable:stale:8"]).is_empty());
+}
+
+#[tokio::test]
+async fn a_member_that_heartbeats_within_the_grace_is_kept() {
+    let redis = RedisServer::start();
+    let a = redis_store(&redis, "node-a").await;
+    // Rails' PresenceChannel adds the member at subscribe; the heartbeat comes later.
+    redis.cli(&["SADD", "room:7:members", "4"]);
+    assert_eq!(a.sweep_stale_members().await.expect("sweep"), vec![]);
+    redis.cli(&["SETEX", "presence:user:4:room:7", "30", "1795832011"]);
+    let long_ago = (now_unix() - 10 * STALE_GRACE.as_secs()).to_string();
+    redis.cli(&["HSET", "ferrocable:stale:7", "4", &long_ago]);
+    // Alive now: kept, and no longer a suspect.
+    assert_eq!(a.sweep_stale_members().await.expect("sweep"), vec![]);
+    assert_eq!(redis.smembers("room:7:members"), vec!["4"]);
+    assert!(redis.lines(&["HKEYS", "ferrocable:stale:7"]).is_empty());
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 #[tokio::test]

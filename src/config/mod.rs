@@ -303,7 +303,7 @@ pub struct Config {
     /// Refuse to start when Redis is unreachable (within 10 s). Off by default: the
     /// server then starts degraded (`/health` says so, subscriptions that need Redis
     /// are rejected) and connects as soon as Redis answers.
-    #[arg(long, env = "FERROCABLE_REDIS_REQUIRED")]
+    #[arg(long, env = "FERROCABLE_REDIS_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub redis_required: bool,
 
     /// Log format: `text` or `json`. The level comes from `RUST_LOG` (default `info`).

@@ -20,6 +20,7 @@
 //! | `<ns>:node:<node>:alive` | string, unix seconds | node TTL (15 s) | refreshed every node TTL / 3 by the node while it lives |
 //! | `<ns>:nodes` | set of node ids | none | nodes that may own subscriptions |
 //! | `<ns>:lock:nodes`, `<ns>:lock:rooms` | string (node id) | one sweep period | `SET NX PX`: one sweeper at a time across the fleet |
+//! | `<ns>:stale:<room>` | hash uid → unix seconds first found stale | 4 × grace (≥ 60 s), renewed by the sweep | members with neither a subscription nor a heartbeat, kept for the stale grace |
 //!
 //! # Invariants
 //! - `join`, `leave` and every sweep step are single Lua scripts (`EVALSHA`, `EVAL` on
@@ -31,9 +32,11 @@
 //!   subscriptions at the next sweep; each removed last subscription is reported as a
 //!   [`ChangeKind::Left`]. With the default node TTL of 15 s and sweeps every 5 s, a
 //!   dead node's users are gone within about 25 s (the bound promised is 45 s).
-//! - Members with no live subscription anywhere and no heartbeat key are removed (the
-//!   seed's `CleanupStalePresenceJob`, over every `room:*:members` key, at most once per
-//!   four node TTLs across the fleet).
+//! - Members with no live subscription anywhere and no heartbeat key are removed once
+//!   they have stayed so for the stale grace (30 s: a member a Rails server just added
+//!   has no heartbeat until the page's first one, 15 s later), as the seed's
+//!   `CleanupStalePresenceJob` does, over every `room:*:members` key, at most once per
+//!   four node TTLs across the fleet.
 //! - This node keeps a mirror of its own live subscriptions. When its alive key is found
 //!   missing (Redis restarted without persistence, or the node was presumed dead), the
 //!   next sweep writes the mirror back; a reconnect wakes that sweep at once. Users who
@@ -77,6 +80,10 @@ pub const LAST_SEEN_TTL_SECS: u64 = 300;
 /// The default node TTL.
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(15);
 
+/// How long a member without subscription or heartbeat is kept (the seed's heartbeat
+/// TTL): longer than the 15 s before the seed's page sends its first heartbeat.
+pub const STALE_GRACE: Duration = Duration::from_secs(30);
+
 /// Subscriptions of a dead node removed per script call, so Redis is never blocked long.
 pub const SWEEP_BATCH: usize = 500;
 
@@ -99,6 +106,10 @@ pub struct RedisStoreConfig {
     /// Fail [`RedisStore::connect`] when Redis is unreachable; otherwise start
     /// unavailable and register this node once Redis answers (the first sweep does).
     pub required: bool,
+    /// How long a member with neither a live subscription nor a heartbeat key stays
+    /// listed before the sweep removes it. A member that a Rails server has just added
+    /// has no heartbeat yet (the seed's page sends its first one after 15 s).
+    pub stale_grace: Duration,
 }
 
 impl RedisStoreConfig {
@@ -111,6 +122,7 @@ impl RedisStoreConfig {
             namespace: "ferrocable".into(),
             settle: crate::redis::MAX_RECONNECT_DELAY * 2,
             required: true,
+            stale_grace: STALE_GRACE,
         }
     }
 
@@ -138,6 +150,12 @@ pub fn members_key(room: &str) -> String {
 /// The seed's heartbeat key.
 pub fn heartbeat_key(room: &str, user: UserId) -> String {
     format!("presence:user:{user}:room:{room}")
+}
+
+/// Our record of a room's members found without subscription or heartbeat, and since
+/// when (the stale sweep's grace).
+pub fn stale_key(namespace: &str, room: &str) -> String {
+    format!("{namespace}:stale:{room}")
 }
 
 /// `PresenceService`'s last-seen key.
@@ -244,15 +262,36 @@ return {0, out}
 "#;
 
 const CLEAN_ROOM_LUA: &str = r#"
--- KEYS: members ; ARGV: room, namespace
--- Returns {{removed uid...}, {members...}}.
+-- KEYS: members, suspects ; ARGV: room, namespace, now, grace
+-- A member with no live subscription on any node and no heartbeat key becomes a
+-- suspect (HSET suspects uid first-seen); it is removed once it has stayed so for
+-- `grace` seconds. Returns {{removed uid...}, {members...}}.
+local now, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
 local removed = {}
 for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', ARGV[2] .. ':subs:' .. uid .. ':' .. ARGV[1]) == 0
      and redis.call('EXISTS', 'presence:user:' .. uid .. ':room:' .. ARGV[1]) == 0 then
-    redis.call('SREM', KEYS[1], uid)
-    table.insert(removed, uid)
+    local since = tonumber(redis.call('HGET', KEYS[2], uid) or '')
+    if since == nil then
+      since = now
+      redis.call('HSET', KEYS[2], uid, now)
+    end
+    if now - since >= grace then
+      redis.call('SREM', KEYS[1], uid)
+      redis.call('HDEL', KEYS[2], uid)
+      table.insert(removed, uid)
+    end
+  else
+    redis.call('HDEL', KEYS[2], uid)
   end
+end
+for _, uid in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if redis.call('SISMEMBER', KEYS[1], uid) == 0 then
+    redis.call('HDEL', KEYS[2], uid)
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('EXPIRE', KEYS[2], math.max(60, grace * 4))
 end
 return {removed, redis.call('SMEMBERS', KEYS[1])}
 "#;
@@ -711,8 +750,13 @@ impl RedisStore {
                 let v = self
                     .run(
                         &self.scripts.clean_room,
-                        vec![key.clone()],
-                        vec![room.to_owned(), self.cfg.namespace.clone()],
+                        vec![key.clone(), stale_key(&self.cfg.namespace, room)],
+                        vec![
+                            room.to_owned(),
+                            self.cfg.namespace.clone(),
+                            now_unix(),
+                            self.cfg.stale_grace.as_secs().to_string(),
+                        ],
                     )
                     .await?;
                 let mut r = v.into_array().into_iter();
