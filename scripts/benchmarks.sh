@@ -7,6 +7,8 @@
 #   scenarios: connect-1000 connect-5000 connect-15000 connect-15000-bare
 #              broadcast-1000 broadcast-10000 fanout-ceiling presence-churn
 #              connect-cookie (signed-cookie auth + subscribe at 3,000/s)
+#              presence-churn-5k presence-churn-1k (presence targets; run them with
+#              SERVER=ferrocable-redis)
 #
 # SERVER selects what is measured (results go to $OUT/$SERVER-<scenario>.jsonl unless
 # SERVER=ferrocable):
@@ -21,8 +23,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 OUT=${OUT:-target/bench-results}
 SERVER=${SERVER:-ferrocable}
-FERROCABLE=target/release/ferrocable
-BENCH=target/release/ferrocable-bench
+FERROCABLE=${CARGO_TARGET_DIR:-target}/release/ferrocable
+BENCH=${CARGO_TARGET_DIR:-target}/release/ferrocable-bench
 REDIS_PORT=${REDIS_PORT:-16380}
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 SECRET=bench-secret-key-base
@@ -163,6 +165,16 @@ scenario() {
       [ "$SERVER" = anycable ] && { echo "presence-churn: anycable-go has no presence" >&2; return; }
       run "$1" presence-churn --rooms 50 --clients 2000 \
       --observers-per-room 2 --duration 10 --source-ips 4 ;;
+    # The presence targets: >= 5,000 joins/s offered (4,000 churners, each
+    # joining every ~0.75 s, in rooms of ~9), and latency at ~1,000 joins/s.
+    presence-churn-5k)
+      [ "$SERVER" = anycable ] && { echo "$1: anycable-go has no presence" >&2; return; }
+      run "$1" presence-churn --rooms 500 --clients 4500 \
+      --observers-per-room 1 --duration 10 --source-ips 4 ;;
+    presence-churn-1k)
+      [ "$SERVER" = anycable ] && { echo "$1: anycable-go has no presence" >&2; return; }
+      run "$1" presence-churn --rooms 250 --clients 1000 \
+      --observers-per-room 1 --duration 10 --source-ips 4 ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
