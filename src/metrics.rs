@@ -571,6 +571,10 @@ impl PresenceStore for MeteredPresence {
         self.inner.members(room).await
     }
 
+    fn is_up(&self) -> bool {
+        self.inner.is_up()
+    }
+
     fn maintenance(&self) -> Option<Maintenance> {
         self.inner.maintenance()
     }

@@ -139,6 +139,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// When the backend fails.
     async fn members(&self, room: &str) -> Result<Vec<UserId>, PresenceError>;
 
+    /// Whether the backend is reachable now (`/health`); always true in memory.
+    fn is_up(&self) -> bool {
+        true
+    }
+
     /// Whether the store needs [`PresenceStore::sweep`] run periodically; `None` (the
     /// default) when it does not.
     fn maintenance(&self) -> Option<Maintenance> {

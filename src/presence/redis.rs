@@ -799,6 +799,10 @@ async fn wake_on_reconnect(
 
 #[async_trait]
 impl PresenceStore for RedisStore {
+    fn is_up(&self) -> bool {
+        self.link.is_up(&self.client)
+    }
+
     async fn join(
         &self,
         room: &str,

@@ -222,6 +222,8 @@ pub struct State {
     pub drain_window: Duration,
     /// Command rate and deadlines.
     pub limits: limits::Limits,
+    /// The presence store, for `/health` (Redis mode: a client of its own).
+    pub presence: Arc<dyn PresenceStore>,
 }
 
 /// The wired-up application, before it binds.
@@ -449,6 +451,7 @@ impl App {
             drain: CancellationToken::new(),
             drain_window: Duration::from_secs_f64(cfg.raw.drain_window),
             limits,
+            presence: presence.clone(),
         });
         Ok(App {
             state,

@@ -83,10 +83,13 @@ pub fn origin_allowed(policy: &OriginPolicy, headers: &HeaderMap) -> bool {
 /// the whole fleet out would only make it worse.
 fn health(state: &State) -> Response<Body> {
     let m = &state.metrics;
+    // Redis is up when every client of it is: the broker's and the presence store's.
     let (status, mode, redis) = match state.channels.broker.health() {
         BrokerHealth::Embedded => ("ok", "embedded", ""),
-        BrokerHealth::Redis { up: true } => ("ok", "redis", ",\"redis\":\"up\""),
-        BrokerHealth::Redis { up: false } => ("degraded", "redis", ",\"redis\":\"down\""),
+        BrokerHealth::Redis { up: true } if state.presence.is_up() => {
+            ("ok", "redis", ",\"redis\":\"up\"")
+        }
+        BrokerHealth::Redis { .. } => ("degraded", "redis", ",\"redis\":\"down\""),
     };
     let body = format!(
         "{{\"status\":\"{status}\",\"mode\":\"{mode}\"{redis},\"connections\":{},\"subscriptions\":{},\"streams\":{},\"dev_auth\":{}}}",
