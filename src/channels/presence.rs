@@ -158,6 +158,16 @@ impl super::Channel for PresenceChannel {
         _ctx: &Ctx<'_>,
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
+        // The join runs after the confirm; with the store unreachable (a Redis outage,
+        // or its client still reconnecting while the broker's is back) it would fail
+        // after the client was told it is in. Refuse now instead, as Rails' channel
+        // would fail in `subscribed`.
+        if !self.store.is_up() {
+            return Err(crate::presence::PresenceError::Backend(
+                "presence store unreachable".into(),
+            )
+            .into());
+        }
         // `"#{params[:room_id]}"`: nil interpolates as the empty string.
         let room = params.param_text("room_id").unwrap_or_default();
         let stream: Arc<str> = Arc::from(room_stream(&room));
