@@ -13,7 +13,8 @@
 # (options like --chown are ignored; `--from` and the JSON form are refused), and RUN
 # lines that are cargo commands; anything else stops the script, so that the Dockerfile
 # and this check cannot drift apart silently. The toolchain is an installed one of that
-# version (`1.95` is any installed 1.95.x, as the image carries the latest 1.95.x), or
+# version (`1.95` is any installed 1.95.x, e.g. `stable` when that is 1.95.0: the image
+# carries the latest 1.95.x), or
 # `rustup toolchain install <version>`. `.dockerignore` patterns are applied with tar's
 # --exclude (a pattern matches at any depth, which can only exclude more than Docker).
 #
@@ -89,8 +90,16 @@ image=${w[1]}
 [[ "$image" =~ ^(docker\.io/(library/)?)?rust:([0-9]+\.[0-9]+(\.[0-9]+)?)(-.*)?$ ]] \
   || fail "the build stage's image $image is not rust:<version>[-variant] (pin a version)"
 version=${BASH_REMATCH[3]}
-toolchain=$(rustup toolchain list | awk '{print $1}' \
-  | grep -E "^${version//./\\.}(\\.[0-9]+)?-" | sort -V | tail -n 1 || true)
+# An installed toolchain of that version, by name (1.95.0-…) or by what it is (stable).
+toolchain=""
+best=""
+for tc in $(rustup toolchain list | awk '{print $1}'); do
+  v=$(rustup run "$tc" rustc --version 2>/dev/null | awk '{print $2}')
+  if [[ "$v" != *-* ]] && [[ "$v" == "$version" || "$v" == "$version".* ]] && [[ -z "$best" || "$(printf '%s\n%s\n' "$best" "$v" | sort -V | tail -n 1)" == "$v" ]]; then
+    best=$v
+    toolchain=$tc
+  fi
+done
 if [ -z "$toolchain" ]; then
   echo "== rustup toolchain install $version (named by $image)"
   rustup toolchain install "$version" --profile minimal \
