@@ -1,9 +1,13 @@
-# Build stage: the release binary.
-FROM rust:1.85-slim-bookworm AS build
+# Build stage: the release binary. The toolchain is the one CI builds with
+# (scripts/check-docker-build.sh builds exactly the files copied here with it); it must
+# be at least Cargo.toml's rust-version. Every file cargo needs to read the manifest is
+# copied, benches included (Cargo.toml declares them).
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY examples ./examples
+COPY benches ./benches
 RUN cargo build --release --locked --bin ferrocable
 
 # Runtime stage: a small image running as an unprivileged user.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Measures the Rails 6.1 reference server (../shared/reference/rails-app: Puma, Action
+# Measures the Rails 6.1 reference server (tests/rails-app: Puma, Action
 # Cable, the Redis adapter) with ferrocable-bench, for the side-by-side table in
-# BENCHMARKS.md. The lab is copied to $OUT/rails-app (it is read-only where it ships),
+# BENCHMARKS.md. The app is copied to $OUT/rails-app (runs write pids, logs, a database),
 # seeded with $USERS users (Rails' connection looks each one up in its database), and
 # started fresh for every run on its own redis-server. Clients authenticate as the
 # lab does, with an HS256 JWT in `?token=`.
 #
-#   RAILS_LAB=../shared/reference/rails-app scripts/bench-rails.sh [scenario ...]
+#   scripts/bench-rails.sh [scenario ...]      # RAILS_LAB=<dir>: another copy of the app
 #   scenarios: connect-2000 broadcast-1000 presence-churn
 #
 # Rails accepts ~160 connections/s here, so the scenarios are scaled down from
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 OUT=${OUT:-target/bench-results}
-LAB=${RAILS_LAB:-../shared/reference/rails-app}
+LAB=${RAILS_LAB:-tests/rails-app}
 USERS=${USERS:-3000}
 BENCH=${CARGO_TARGET_DIR:-target}/release/ferrocable-bench
 APP_PORT=${APP_PORT:-18090}

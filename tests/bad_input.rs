@@ -122,7 +122,7 @@ async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
     // capacity and the kernel's socket buffers, so only the client that never reads
     // can fall behind, however the server's tasks are scheduled.
     const W: usize = 32;
-    const _: () = assert!(N % W == 0, "the speaker sends whole windows");
+    const _: () = assert!(N.is_multiple_of(W), "the speaker sends whole windows");
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
     let log_path = server.dir.path().join("server.log");
     let log = move || std::fs::read_to_string(&log_path).unwrap_or_default();

@@ -42,10 +42,13 @@ const REPLAYED: &[&str] = &[
     "bad_cookie_signature",
     "auth_variants",
     "turbo_streams",
-    // Redis mode only (below).
+    // Redis mode only (REDIS_ONLY).
     "redis_publish",
     "remote_disconnect",
 ];
+
+/// Scenarios replayed in Redis mode only (they need Redis: external PUBLISHes).
+const REDIS_ONLY: &[&str] = &["redis_publish", "remote_disconnect"];
 
 /// Scenarios (also) replayed in Redis mode: ferrocable on its own redis-server, the
 /// recording's external PUBLISHes replayed into it, its Redis keys, TTLs and pub/sub
@@ -92,6 +95,70 @@ fn redis_mode_scenarios_are_replayed() {
         assert!(
             REPLAYED.contains(name),
             "{name} is in REDIS_MODE, not REPLAYED"
+        );
+    }
+}
+
+#[test]
+fn redis_only_scenarios_are_in_redis_mode() {
+    for name in REDIS_ONLY {
+        assert!(
+            REDIS_MODE.contains(name),
+            "{name} is in REDIS_ONLY, not REDIS_MODE"
+        );
+    }
+}
+
+/// The counts README.md and protocol-fixtures/README.md give, and the rows the latter
+/// marks deferred, are those of the lists above.
+#[test]
+fn the_docs_count_what_is_replayed() {
+    let recorded = transcript::fixture_names().len();
+    let (replayed, redis) = (REPLAYED.len(), REDIS_MODE.len());
+    let embedded = replayed - REDIS_ONLY.len();
+    let both = redis - REDIS_ONLY.len();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| {
+        // Prose is wrapped: compare with line breaks as spaces.
+        std::fs::read_to_string(root.join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let readme = read("README.md");
+    let want = format!(
+        "{replayed} of the {recorded} recorded Rails scenarios: {embedded} in embedded mode, {redis} in Redis mode"
+    );
+    assert!(readme.contains(&want), "README.md should say {want:?}");
+    let fixtures = read("protocol-fixtures/README.md");
+    let want = format!(
+        "{recorded} recordings: {replayed} are replayed ({embedded} in embedded mode, {redis} in Redis mode, {both} of them in both modes) and {} is deferred",
+        DEFERRED.len()
+    );
+    assert!(
+        fixtures.contains(&want),
+        "protocol-fixtures/README.md should say {want:?}"
+    );
+    let text = std::fs::read_to_string(root.join("protocol-fixtures/README.md")).expect("read");
+    let mut deferred_rows = Vec::new();
+    for row in text
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains("**deferred"))
+    {
+        let first_cell = row.split('|').nth(1).unwrap_or_default();
+        for name in first_cell.split('`').skip(1).step_by(2) {
+            assert!(
+                DEFERRED.iter().any(|(d, _)| d == &name),
+                "protocol-fixtures/README.md marks {name} deferred; tests/fixtures.rs replays it"
+            );
+            deferred_rows.push(name.to_owned());
+        }
+    }
+    for (name, _) in DEFERRED {
+        assert!(
+            deferred_rows.iter().any(|r| r == name),
+            "protocol-fixtures/README.md has no deferred row for {name}"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! Needs Node.js (20 or newer) and npm on `PATH`, or `NODE` / `NPM` naming them; a
 //! missing `node` fails the test with instructions instead of passing silently.
 //! `npm ci` runs first when `tests/e2e/node_modules` is absent or older than the lockfile.
+//! A skipped (or todo) e2e test fails this test: nothing in the suite may pass unrun.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -63,13 +64,34 @@ fn action_cable_js_clients_pass_the_e2e_suite() {
         );
     }
 
+    // Besides the usual report on stdout, a TAP copy whose totals say whether any test
+    // skipped: a test that cannot run must fail, not pass as skipped.
+    let tap = tempfile::NamedTempFile::new().expect("a temp file for the TAP report");
     run(
         Command::new(node)
             // The files mostly wait on sockets and timers (one waits 20 s on purpose),
             // so run them side by side; node's default is one file per core minus one.
             .args(["--test", "--test-concurrency=6"])
+            .args(["--test-reporter=spec", "--test-reporter-destination=stdout"])
+            .arg("--test-reporter=tap")
+            .arg(format!(
+                "--test-reporter-destination={}",
+                tap.path().display()
+            ))
             .current_dir(&e2e)
             .env("FERROCABLE_BIN", env!("CARGO_BIN_EXE_ferrocable")),
         "node --test in tests/e2e",
     );
+    let report = std::fs::read_to_string(tap.path()).expect("node's TAP report");
+    for total in ["skipped", "todo"] {
+        let n = report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {total} ")))
+            .unwrap_or_else(|| panic!("node's TAP report has no `# {total}` total"));
+        assert_eq!(
+            n.trim(),
+            "0",
+            "tests/e2e: {n} test(s) {total}; they must run"
+        );
+    }
 }

@@ -4,9 +4,9 @@
 //! clients on both sides, authenticated with cookies minted by the app itself.
 //!
 //! Needs Debian's Ruby and Rails 6.1 packages (`.ci/run` installs them; the app's
-//! `run.sh` installs what is missing) and the reference app beside the repository
-//! (`../shared/reference/rails-app`, or `FERROCABLE_RAILS_APP`). Missing either fails
-//! the test loudly.
+//! `run.sh` installs what is missing). The app is the repository's own copy,
+//! `tests/rails-app` (its README says where it came from), or `FERROCABLE_RAILS_APP`.
+//! Missing either fails the test loudly.
 
 mod support;
 
@@ -31,9 +31,7 @@ fn free_port() -> u16 {
 fn reference_app() -> PathBuf {
     let dir = std::env::var_os("FERROCABLE_RAILS_APP")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/rails-app")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rails-app"));
     assert!(
         dir.join("run.sh").is_file(),
         "the reference Rails app is not at {} (set FERROCABLE_RAILS_APP)",

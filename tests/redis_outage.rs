@@ -1,12 +1,13 @@
 //! Redis killed and restarted (empty, no persistence) under running nodes: clients stay
 //! connected, `/health` says degraded meanwhile, the nodes re-SUBSCRIBE and re-register
 //! their presence, broadcasts flow again, and a leave made during the outage is
-//! announced afterwards.
+//! announced afterwards. Whether restoring presence announces anybody again
+//! (`user_joined` after recovery) is checked too: today it does (FIXME below).
 
 mod support;
 
 use serde_json::Value;
-use support::redis::{message_frame, presence_frame, start_node, RedisServer, ALICE, BOB};
+use support::redis::{message_frame, presence_frame, start_node, RedisServer, ALICE, BOB, CAROL};
 use support::{confirm, CableClient, TestServer};
 
 const ROOM: &str = r#"{"channel":"PresenceChannel","room_id":"out"}"#;
@@ -36,15 +37,33 @@ async fn wait_health(server: &TestServer, want: &str) {
     }
 }
 
-/// Reads frames until one for `identifier` satisfies `pred`; returns it.
+const DAVE: &str = r#"{"id":4,"name":"Dave","avatar_url":null}"#;
+
+/// Reads frames until one satisfies `pred`; returns it.
 async fn wait_frame(c: &mut CableClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_frame_keeping(c, what, &mut Vec::new(), pred).await
+}
+
+/// [`wait_frame`], keeping the frames read before the one wanted in `seen`.
+async fn wait_frame_keeping(
+    c: &mut CableClient,
+    what: &str,
+    seen: &mut Vec<Value>,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let v = c.next_json().await;
         if pred(&v) {
             return v;
         }
         eprintln!("while waiting for {what}, skipped {v}");
+        seen.push(v);
     }
+}
+
+/// Whether `v` is a presence event `action` about user `id`.
+fn presence_event(v: &Value, action: &str, id: i64) -> bool {
+    v["identifier"] == ROOM && v["message"]["action"] == action && v["message"]["user"]["id"] == id
 }
 
 async fn joined(server: &TestServer, user: i64, user_json: &str, ids: &[i64]) -> CableClient {
@@ -65,9 +84,18 @@ async fn redis_restart_keeps_clients_and_restores_broadcasts_and_presence() {
     let b = start_node(&redis, &["--strict-presence", "--node-ttl", "1.5"]);
     let mut alice = joined(&a, 1, ALICE, &[1]).await;
     let mut bob = joined(&b, 2, BOB, &[1, 2]).await;
-    alice
-        .expect_json(&presence_frame(ROOM, "user_joined", BOB, &[1, 2]))
-        .await;
+    // Carol (node A) and Dave (node B) leave during the outage: their leaves, announced
+    // by each node after it restored its presence, mark the end of what the restore
+    // announces (below).
+    let carol = joined(&a, 3, CAROL, &[1, 2, 3]).await;
+    let mut dave = joined(&b, 4, DAVE, &[1, 2, 3, 4]).await;
+    let all_in = json(&presence_frame(ROOM, "user_joined", DAVE, &[1, 2, 3, 4]));
+    for c in [&mut alice, &mut bob] {
+        wait_frame(c, "dave's user_joined", |v| *v == all_in).await;
+    }
+    let mut carol = carol;
+    wait_frame(&mut carol, "dave's user_joined", |v| *v == all_in).await;
+    dave.drain().await;
     wait_health(&a, r#""status":"ok","mode":"redis","redis":"up""#).await;
 
     redis.kill();
@@ -76,6 +104,10 @@ async fn redis_restart_keeps_clients_and_restores_broadcasts_and_presence() {
     // Clients are not disconnected: each still answers a barrier.
     alice.drain().await;
     bob.drain().await;
+    assert_eq!(carol.close(1000).await, support::Seen::Close(1000));
+    assert_eq!(dave.close(1000).await, support::Seen::Close(1000));
+    wait_health(&a, r#""connections":1"#).await;
+    wait_health(&b, r#""connections":1"#).await;
 
     redis.restart();
     // Both nodes re-SUBSCRIBE what their clients listen to...
@@ -83,7 +115,7 @@ async fn redis_restart_keeps_clients_and_restores_broadcasts_and_presence() {
     redis.wait_numsub("refapp:presence_room_out", 2).await;
     wait_health(&a, r#""status":"ok","mode":"redis","redis":"up""#).await;
     wait_health(&b, r#""redis":"up""#).await;
-    // ...and write their presence back.
+    // ...and write their presence back, without those who left meanwhile.
     redis
         .wait_until("presence restored", |r| {
             r.smembers("room:out:members") == vec!["1", "2"]
@@ -91,12 +123,51 @@ async fn redis_restart_keeps_clients_and_restores_broadcasts_and_presence() {
         .await;
 
     // Broadcasts cross nodes again.
+    let mut after = [Vec::new(), Vec::new()];
     alice
         .perform(CHAT, r#"{"action":"speak","text":"back"}"#)
         .await;
     let want = json(&message_frame(CHAT, r#"{"text":"back","user_id":1}"#));
-    wait_frame(&mut bob, "alice's chat", |v| *v == want).await;
-    wait_frame(&mut alice, "her own chat", |v| *v == want).await;
+    wait_frame_keeping(&mut alice, "her own chat", &mut after[0], |v| *v == want).await;
+    wait_frame_keeping(&mut bob, "alice's chat", &mut after[1], |v| *v == want).await;
+
+    // Each node announces the leave it queued after what its restore announced (one
+    // sweep writes both, they are published in that order on the room's stream, and
+    // Redis relays one publisher's messages in order), so once both leaves are in,
+    // every restored member that was announced has been seen.
+    for (c, seen) in [&mut alice, &mut bob].into_iter().zip(after.iter_mut()) {
+        let mut left = Vec::new();
+        while left.len() < 2 {
+            let v = wait_frame_keeping(c, "carol's and dave's user_left", seen, |v| {
+                presence_event(v, "user_left", 3) || presence_event(v, "user_left", 4)
+            })
+            .await;
+            left.push(v["message"]["user"]["id"].as_i64());
+        }
+        left.sort();
+        assert_eq!(left, [Some(3), Some(4)]);
+    }
+    let rejoined: Vec<Vec<i64>> = after
+        .iter()
+        .map(|seen| {
+            let mut ids: Vec<i64> = seen
+                .iter()
+                .filter(|v| v["message"]["action"] == "user_joined")
+                .filter_map(|v| v["message"]["user"]["id"].as_i64())
+                .collect();
+            ids.sort();
+            ids
+        })
+        .collect();
+    // FIXME(issue 13): restoring presence after Redis lost it announces every restored
+    // member again (the nodes' sweeps report them as joined), though nobody was told
+    // they had left: each client gets a second `user_joined` for Alice and for Bob.
+    // Nothing should be announced: `vec![vec![], vec![]]`.
+    assert_eq!(
+        rejoined,
+        vec![vec![1, 2], vec![1, 2]],
+        "user_joined after Redis came back, per client (Alice, Bob): {after:?}"
+    );
 
     // Presence works as before: Bob leaves, Alice is told.
     bob.unsubscribe(ROOM).await;

@@ -39,14 +39,19 @@ function readRoster() {
   };
 }
 
-// The seed, where the workspace keeps it: shared/ beside the repository.
-const seedPath = join(here, "../../../shared/seed/presence-tracking.md");
+// The seed, a test asset of the repository (tests/seed/README.md). Missing, this test
+// fails: the page below would otherwise be checked against nothing.
+const seedPath = join(here, "../seed/presence-tracking.md");
 const demoDir = join(here, "../../examples/presence-demo");
 
-test("the demo's controller and view are the seed's, byte for byte", (t) => {
-  if (!existsSync(seedPath)) return t.skip(`seed not found at ${seedPath}`);
+test("the demo's controller and view are the seed's, byte for byte", () => {
+  assert.ok(existsSync(seedPath), `the seed is missing: ${seedPath}`);
   const blocks = [...readFileSync(seedPath, "utf8").matchAll(/```(\w+)\n([\s\S]*?)```/g)];
-  const block = (lang) => blocks.find((m) => m[1] === lang)[2];
+  const block = (lang) => {
+    const found = blocks.find((m) => m[1] === lang);
+    assert.ok(found, `the seed has no \`\`\`${lang} block`);
+    return found[2];
+  };
   const controller = readFileSync(join(demoDir, "app/javascript/controllers/presence_controller.js"), "utf8");
   const view = readFileSync(join(demoDir, "app/views/rooms/show.html.erb"), "utf8");
   assert.equal(controller, block("javascript"));

@@ -1,9 +1,10 @@
 // What the Rails app would produce, computed with node:crypto as Rails computes it:
 // signed cookies (ActionDispatch's cookie jar), HS256 JWTs, Turbo's signed stream
 // names (turbo-rails' MessageVerifier), and payloads as ActiveSupport::JSON encodes
-// them. The byte-exact recipes are in ../../../shared/spec (rails-cookies.md §2, §5,
-// §6; redis-adapter.md §3, §6); auth.test.mjs checks these functions against the
-// vectors computed there with real Rails before any test relies on them.
+// them. The byte-exact recipes are in the project's spec (rails-cookies.md §2, §5,
+// §6; redis-adapter.md §3, §6; reference material kept outside this repository);
+// auth.test.mjs checks these functions against the vectors computed there with real
+// Rails, copied into the test, before any test relies on them.
 
 import { createHmac, pbkdf2Sync } from "node:crypto";
 

@@ -137,7 +137,8 @@ struct RedisSnapshot {
 struct Segment {
     /// The step's actions, rendered (identical on both sides: they are replayed).
     sends: Vec<String>,
-    /// Normalized server events, in canonical order once [`canonicalize`]d.
+    /// Normalized server events: Rails' in canonical order once [`canonicalize`]d,
+    /// ferrocable's in the order sent once [`normalize_ferrocable`]d.
     recvs: Vec<String>,
 }
 
@@ -670,22 +671,29 @@ fn key_value(v: &Value) -> String {
 // Canonical order
 // ---------------------------------------------------------------------------------
 
-/// Sort key of a received line within one segment. Rails does not order a
-/// subscription's confirm against its first broadcasts, nor events of different
-/// identifiers (README "Races" 1, 3, 4), so within one segment: the HTTP response
-/// (status, headers sorted, body) first, then the welcome, then per identifier
-/// (sorted) its confirm/reject before its messages, the messages of one identifier in
-/// arrival order (that order is guaranteed), then everything else (disconnect, close,
-/// EOF) in arrival order. The sort is stable.
-fn sort_key(line: &str) -> (u8, String, u8, String) {
+/// What a received line is, for ordering: part of the HTTP response, an event of one
+/// identifier (a confirm/reject, or a message), or anything else.
+#[derive(Debug, PartialEq)]
+enum LineKind {
+    /// `http <status>` (0), `header …` (1), `body …` (2).
+    Http(u8),
+    /// The welcome.
+    Welcome,
+    /// Of one identifier: its confirm/reject (`control`), or a message.
+    Identifier { id: String, control: bool },
+    /// Disconnect, close, EOF, binary frames, pongs: connection-wide.
+    Other,
+}
+
+fn line_kind(line: &str) -> LineKind {
     if line.starts_with("http ") {
-        return (0, String::new(), 0, String::new());
+        return LineKind::Http(0);
     }
     if line.starts_with("header ") {
-        return (0, String::new(), 1, line.to_owned());
+        return LineKind::Http(1);
     }
     if line.starts_with("body ") {
-        return (0, String::new(), 2, String::new());
+        return LineKind::Http(2);
     }
     let text = line.strip_prefix("text ").or_else(|| {
         let rest = line.strip_prefix("frame ")?;
@@ -693,25 +701,116 @@ fn sort_key(line: &str) -> (u8, String, u8, String) {
     });
     if let Some(v) = text.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
         if v.get("type").and_then(Value::as_str) == Some("welcome") {
-            return (1, String::new(), 0, String::new());
+            return LineKind::Welcome;
         }
         if let Some(id) = v.get("identifier").and_then(Value::as_str) {
             let control = matches!(
                 v.get("type").and_then(Value::as_str),
                 Some("confirm_subscription" | "reject_subscription")
             );
-            return (2, id.to_owned(), if control { 0 } else { 1 }, String::new());
+            return LineKind::Identifier {
+                id: id.to_owned(),
+                control,
+            };
         }
     }
-    (3, String::new(), 0, String::new())
+    LineKind::Other
 }
 
+/// Sort key of a line of Rails' transcript within one segment. Rails does not order a
+/// subscription's confirm against its first broadcasts (lab README "Races" 1), nor one
+/// connection's commands (3), nor events of different identifiers (4), so within one
+/// segment: the HTTP response (status, headers sorted, body) first, then the welcome,
+/// then per identifier (sorted) its confirm/reject before its messages, the messages
+/// of one identifier in arrival order (that order is guaranteed), then everything else
+/// (disconnect, close, EOF) in arrival order. The sort is stable.
+fn rails_sort_key(line: &str) -> (u8, String, u8, String) {
+    match line_kind(line) {
+        LineKind::Http(1) => (0, String::new(), 1, line.to_owned()),
+        LineKind::Http(n) => (0, String::new(), n, String::new()),
+        LineKind::Welcome => (1, String::new(), 0, String::new()),
+        LineKind::Identifier { id, control } => (2, id, u8::from(!control), String::new()),
+        LineKind::Other => (3, String::new(), 0, String::new()),
+    }
+}
+
+/// Rails' transcript with its races normalized away: [`rails_sort_key`] order in
+/// every segment. Only the Rails side (and the expectation built from it) gets this.
 fn canonicalize(t: &mut Transcript) {
     for (_, segs) in t.iter_mut() {
         for seg in segs.iter_mut() {
-            seg.recvs.sort_by_cached_key(|l| sort_key(l));
+            seg.recvs.sort_by_cached_key(|l| rails_sort_key(l));
         }
     }
+}
+
+/// ferrocable's transcript, normalized only where the recording gives no order to
+/// compare with: lines of *different* identifiers between two connection-wide lines
+/// are grouped per identifier (stable: each identifier's own lines keep their order),
+/// since Rails' fan-out across subscriptions has no order (race 4); HTTP header lines
+/// are sorted (header order carries no meaning, and the recorder's library reordered
+/// Rails'). Nothing else moves: a message before its identifier's confirm, a frame
+/// before the welcome or after a close, a connection-wide line among identifier lines
+/// all stay where ferrocable sent them, and so differ from the canonical expectation.
+fn normalize_ferrocable(t: &mut Transcript) {
+    for (_, segs) in t.iter_mut() {
+        for seg in segs.iter_mut() {
+            let kinds: Vec<LineKind> = seg.recvs.iter().map(|l| line_kind(l)).collect();
+            let mut start = 0;
+            while start < kinds.len() {
+                let group = |k: &LineKind| match k {
+                    LineKind::Identifier { .. } => 1,
+                    LineKind::Http(1) => 2,
+                    _ => 0,
+                };
+                let g = group(&kinds[start]);
+                let mut end = start + 1;
+                while end < kinds.len() && g != 0 && group(&kinds[end]) == g {
+                    end += 1;
+                }
+                let run = &mut seg.recvs[start..end];
+                match g {
+                    1 => run.sort_by_cached_key(|l| match line_kind(l) {
+                        LineKind::Identifier { id, .. } => id,
+                        _ => String::new(),
+                    }),
+                    2 => run.sort(),
+                    _ => {}
+                }
+                start = end;
+            }
+        }
+    }
+}
+
+/// The connections whose received lines differ: `expected` (Rails' transcript in
+/// canonical order, declared differences applied) against `got` (ferrocable's, already
+/// [`normalize_ferrocable`]d), as a diff per connection; empty when they agree.
+fn transcript_diff(expected: &Transcript, got: &Transcript) -> Vec<(String, Vec<(char, String)>)> {
+    let mut names: Vec<&String> = expected.iter().map(|(c, _)| c).collect();
+    for (c, _) in got {
+        if !names.contains(&c) {
+            names.push(c);
+        }
+    }
+    let empty = Vec::new();
+    let segs = |t: &'_ Transcript, conn: &str| -> Vec<Segment> {
+        t.iter()
+            .find(|(c, _)| c == conn)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| empty.clone())
+    };
+    let mut out = Vec::new();
+    for conn in names {
+        let (exp, act) = (segs(expected, conn), segs(got, conn));
+        if exp != act {
+            out.push((
+                conn.clone(),
+                diff_lines(&conn_lines(&exp), &conn_lines(&act)),
+            ));
+        }
+    }
+    out
 }
 
 /// The normalized transcript as text (what `UPDATE_FIXTURES=1` writes).
@@ -1598,7 +1697,7 @@ fn base64_16(input: &[u8]) -> String {
             out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize] as char);
         }
     }
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push('=');
     }
     out
@@ -1680,7 +1779,7 @@ async fn check(name: &str, redis: Option<&RedisServer>) {
     let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = TestServer::start(&flag_refs);
     let (mut got, snapshots) = replay(&server, redis, &fixture.events, &redis_declared(name)).await;
-    canonicalize(&mut got);
+    normalize_ferrocable(&mut got);
 
     if std::env::var_os("UPDATE_FIXTURES").is_some_and(|v| v == "1") {
         let dir = fixtures_dir().join("ferrocable");
@@ -1693,39 +1792,22 @@ async fn check(name: &str, redis: Option<&RedisServer>) {
     }
 
     let mut report = String::new();
-    let mut names: Vec<&String> = expected.iter().map(|(c, _)| c).collect();
-    for (c, _) in &got {
-        if !names.contains(&c) {
-            names.push(c);
-        }
-    }
     let empty = Vec::new();
-    for conn in names {
-        let exp = expected
-            .iter()
-            .find(|(c, _)| c == conn)
-            .map(|(_, s)| s)
-            .unwrap_or(&empty);
-        let act = got
-            .iter()
-            .find(|(c, _)| c == conn)
-            .map(|(_, s)| s)
-            .unwrap_or(&empty);
-        if exp == act {
-            continue;
-        }
+    for (conn, diff) in transcript_diff(&expected, &got) {
         let _ = writeln!(
             report,
             "== connection {conn}  (-: Rails + declared differences, +: ferrocable)"
         );
-        for (mark, line) in diff_lines(&conn_lines(exp), &conn_lines(act)) {
+        for (mark, line) in diff {
             let _ = writeln!(report, "{mark} {line}");
         }
-        let rail = rails
-            .iter()
-            .find(|(c, _)| c == conn)
-            .map(|(_, s)| s)
-            .unwrap_or(&empty);
+        let find = |t: &'_ Transcript| {
+            t.iter()
+                .find(|(c, _)| *c == conn)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| empty.clone())
+        };
+        let (exp, act, rail) = (find(&expected), find(&got), find(&rails));
         for (idx, seg) in act.iter().enumerate() {
             let Some(whys) = touched.get(&(conn.clone(), idx)) else {
                 continue;
@@ -1807,4 +1889,138 @@ pub fn fixture_names() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The comparator on its own: ordering bugs injected into a transcript that otherwise
+/// matches a recording must fail it; only Rails' races may pass.
+#[cfg(test)]
+mod comparator {
+    use super::*;
+
+    /// Rails' recording of `name` in canonical order (the expectation, no declarations).
+    fn expectation(name: &str) -> Transcript {
+        let mut t = parse_fixture(name).expected;
+        canonicalize(&mut t);
+        t
+    }
+
+    /// What the comparison says about `got`, as ferrocable's transcript.
+    fn differs(expected: &Transcript, got: &Transcript) -> bool {
+        let mut got = got.clone();
+        normalize_ferrocable(&mut got);
+        !transcript_diff(expected, &got).is_empty()
+    }
+
+    /// The (connection, segment) indices of the first segment with lines at `a` and `b`
+    /// (a before b) such that `pick` accepts them.
+    fn find(
+        t: &Transcript,
+        pick: impl Fn(&LineKind, &LineKind) -> bool,
+    ) -> (usize, usize, usize, usize) {
+        for (c, (_, segs)) in t.iter().enumerate() {
+            for (s, seg) in segs.iter().enumerate() {
+                let kinds: Vec<LineKind> = seg.recvs.iter().map(|l| line_kind(l)).collect();
+                for a in 0..kinds.len() {
+                    for b in a + 1..kinds.len() {
+                        if pick(&kinds[a], &kinds[b]) {
+                            return (c, s, a, b);
+                        }
+                    }
+                }
+            }
+        }
+        panic!("no such pair of lines in the recording");
+    }
+
+    /// `t` with lines `a` and `b` of one segment swapped.
+    fn swapped(t: &Transcript, (c, s, a, b): (usize, usize, usize, usize)) -> Transcript {
+        let mut t = t.clone();
+        t[c].1[s].recvs.swap(a, b);
+        t
+    }
+
+    fn same_id(a: &LineKind, b: &LineKind) -> bool {
+        matches!((a, b), (LineKind::Identifier { id: x, .. }, LineKind::Identifier { id: y, .. }) if x == y)
+    }
+
+    #[test]
+    fn the_recording_in_canonical_order_matches_itself() {
+        for name in ["presence_two_users", "chat_speak", "handshake_raw"] {
+            let rails = expectation(name);
+            assert!(!differs(&rails, &rails), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_message_before_its_subscriptions_confirm_fails() {
+        let rails = expectation("presence_subscribe_signed");
+        let at = find(&rails, |a, b| {
+            same_id(a, b)
+                && matches!(a, LineKind::Identifier { control: true, .. })
+                && matches!(b, LineKind::Identifier { control: false, .. })
+        });
+        assert!(differs(&rails, &swapped(&rails, at)));
+    }
+
+    #[test]
+    fn two_messages_of_one_identifier_swapped_fail() {
+        let rails = expectation("presence_two_users");
+        let at = find(&rails, |a, b| {
+            same_id(a, b)
+                && matches!(a, LineKind::Identifier { control: false, .. })
+                && matches!(b, LineKind::Identifier { control: false, .. })
+        });
+        let bad = swapped(&rails, at);
+        assert_ne!(bad, rails, "the two messages are different lines");
+        assert!(differs(&rails, &bad));
+    }
+
+    #[test]
+    fn a_frame_before_the_welcome_fails() {
+        // Its subscribe is written right after the handshake: one segment.
+        let rails = expectation("subscribe_before_welcome");
+        let at = find(&rails, |a, b| {
+            *a == LineKind::Welcome && matches!(b, LineKind::Identifier { .. })
+        });
+        assert!(differs(&rails, &swapped(&rails, at)));
+    }
+
+    #[test]
+    fn an_identifier_line_after_a_connection_wide_one_fails() {
+        let rails = expectation("remote_disconnect");
+        let at = find(&rails, |a, b| {
+            matches!(a, LineKind::Identifier { .. }) && *b == LineKind::Other
+        });
+        assert!(differs(&rails, &swapped(&rails, at)));
+    }
+
+    #[test]
+    fn different_identifiers_may_interleave_as_in_rails() {
+        // Rails' race 4: events of different identifiers have no order to compare.
+        let rails = expectation("duplicate_subscribe");
+        let at = find(
+            &rails,
+            |a, b| matches!((a, b), (LineKind::Identifier { id: x, .. }, LineKind::Identifier { id: y, .. }) if x != y),
+        );
+        let (c, s, a, b) = at;
+        let mut moved = rails.clone();
+        let line = moved[c].1[s].recvs.remove(b);
+        moved[c].1[s].recvs.insert(a, line);
+        assert!(!differs(&rails, &moved));
+    }
+
+    #[test]
+    fn rails_own_races_are_normalized_on_its_side_only() {
+        // Rails sent its own message before the confirm here (race 1): canonical order
+        // hides that for Rails, and the same order from ferrocable fails.
+        let raw = parse_fixture("perform_unknown_action@message_before_confirm").expected;
+        find(&raw, |a, b| {
+            same_id(a, b)
+                && matches!(a, LineKind::Identifier { control: false, .. })
+                && matches!(b, LineKind::Identifier { control: true, .. })
+        });
+        let mut rails = raw.clone();
+        canonicalize(&mut rails);
+        assert!(differs(&rails, &raw));
+    }
 }
