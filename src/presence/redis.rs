@@ -19,6 +19,7 @@
 //! | `<ns>:node:<node>:subs` | set of `<uid>/<conn>/<seq>/<room>` | none | the same subscriptions, indexed by node, for the sweeper |
 //! | `<ns>:node:<node>:alive` | string, unix seconds | node TTL (15 s) | refreshed every node TTL / 3 by the node while it lives |
 //! | `<ns>:nodes` | set of node ids | none | nodes that may own subscriptions |
+//! | `<ns>:node:<node>:swept` | string, unix seconds | 1 day | written when a sweeper removed the node's subscriptions as dead (its users were announced as gone); read and deleted by the node when it restores |
 //! | `<ns>:lock:nodes`, `<ns>:lock:rooms` | string (node id) | one sweep period | `SET NX PX`: one sweeper at a time across the fleet |
 //! | `<ns>:stale:<room>` | hash uid → unix seconds first found stale | 4 × grace (≥ 60 s), renewed by the sweep | members with neither a subscription nor a heartbeat, kept for the stale grace |
 //!
@@ -40,7 +41,11 @@
 //! - This node keeps a mirror of its own live subscriptions. When its alive key is found
 //!   missing (Redis restarted without persistence, or the node was presumed dead), the
 //!   next sweep writes the mirror back; a reconnect wakes that sweep at once. Users who
-//!   became members again that way are reported as [`ChangeKind::Joined`].
+//!   became members again that way are reported as [`ChangeKind::Joined`] only when a
+//!   sweeper had removed this node as dead (its `swept` mark), since only then were
+//!   the others told they left. After Redis merely lost its data (a restart without
+//!   persistence) nobody was told anything, so the restore is silent: a second
+//!   `user_joined` for a member every page still shows would be a duplicate.
 //! - A leave that fails (Redis down) is queued and retried by the next sweeps, so a
 //!   live node never leaves a ghost member behind.
 //! - For a settling time after each (re)connection (2 s), sweeps write what they find
@@ -236,11 +241,16 @@ return existed
 "#;
 
 const SWEEP_NODE_LUA: &str = r#"
--- KEYS: alive, node subs, nodes ; ARGV: node id, namespace, batch
+-- KEYS: alive, node subs, nodes, swept ; ARGV: node id, namespace, batch, now
 -- Returns {done, {{room, uid, {members...}}, ...}}.
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1, {}} end
 local out = {}
 local entries = redis.call('SPOP', KEYS[2], tonumber(ARGV[3]))
+if #entries > 0 then
+  -- The node's users are announced as gone: when it comes back, its restore must
+  -- announce them again (and only then).
+  redis.call('SET', KEYS[4], ARGV[4], 'EX', 86400)
+end
 for _, e in ipairs(entries) do
   local uid, conn, seq, room = string.match(e, '^([^/]*)/([^/]*)/([^/]*)/(.*)$')
   if uid then
@@ -451,6 +461,10 @@ impl RedisStore {
         self.key(format_args!("node:{node}:alive"))
     }
 
+    fn swept_key(&self, node: &str) -> String {
+        self.key(format_args!("node:{node}:swept"))
+    }
+
     fn nodes_key(&self) -> String {
         self.key(format_args!("nodes"))
     }
@@ -599,13 +613,24 @@ impl RedisStore {
                 }
             }
         }
+        // Announce the re-joins only if a sweeper told the fleet these users had left;
+        // after Redis lost its data nobody was told anything.
+        let swept: i64 = self
+            .client
+            .del(self.swept_key(&self.cfg.node_id))
+            .await
+            .map_err(|e| PresenceError::Backend(format!("DEL swept mark: {e}")))?;
         if count > 0 {
             tracing::warn!(
                 node = %self.cfg.node_id,
                 subscriptions = count,
                 rejoined = changes.len(),
+                announced = swept > 0,
                 "presence for this node was missing in Redis, re-registered"
             );
+        }
+        if swept == 0 {
+            changes.clear();
         }
         Ok(changes)
     }
@@ -685,11 +710,13 @@ impl RedisStore {
                             self.alive_key(node),
                             self.node_subs_key(node),
                             self.nodes_key(),
+                            self.swept_key(node),
                         ],
                         vec![
                             node.clone(),
                             self.cfg.namespace.clone(),
                             SWEEP_BATCH.to_string(),
+                            now_unix(),
                         ],
                     )
                     .await?;
