@@ -4,7 +4,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY examples ./examples
-RUN cargo build --release --locked --bin ferrocable
+# The other workspace members (load generator, client framing): Cargo loads every
+# member to resolve the workspace, but builds only the server here.
+COPY crates ./crates
+RUN cargo build --release --locked -p ferrocable --bin ferrocable
 
 # Runtime stage: a small image running as an unprivileged user.
 FROM debian:bookworm-slim
