@@ -1,7 +1,8 @@
 //! The client side of WebSocket framing (RFC 6455 §5): masking and writing client
 //! frames, and finding server frames in a byte buffer. Shared by ferrocable's load
-//! generator (`crates/ferrocable-bench`) and the fixture replay in ferrocable's tests
-//! (`tests/support/transcript.rs`), which used to carry a framer each.
+//! generator (`crates/ferrocable-bench`), the fixture replay in ferrocable's tests
+//! (`tests/support/transcript.rs`) and the server frame decoder's unit tests, which
+//! used to carry a framer each.
 //!
 //! # Invariants
 //! - Pure functions over byte slices: no I/O, no tokio, and no allocation beyond the
