@@ -2,12 +2,12 @@
 FROM rust:1.85-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The other workspace members (load generator, client framing): Cargo loads every
+# member to resolve the workspace; only the server is built.
+COPY crates ./crates
 COPY src ./src
 COPY examples ./examples
-# The other workspace members (load generator, client framing): Cargo loads every
-# member to resolve the workspace, but builds only the server here.
-COPY crates ./crates
-RUN cargo build --release --locked -p ferrocable --bin ferrocable
+RUN cargo build --release --locked --bin ferrocable
 
 # Runtime stage: a small image running as an unprivileged user.
 FROM debian:bookworm-slim
