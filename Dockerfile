@@ -5,6 +5,9 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The other workspace members (load generator, client framing): Cargo loads every
+# member to resolve the workspace; only the server is built.
+COPY crates ./crates
 COPY src ./src
 COPY examples ./examples
 COPY benches ./benches

@@ -23,7 +23,7 @@ APP_PORT=${APP_PORT:-18090}
 REDIS_PORT=${REDIS_PORT:-16390}
 JWT_SECRET=refapp-jwt-secret
 mkdir -p "$OUT"
-cargo build --release --bin ferrocable-bench >&2
+cargo build --release -p ferrocable-bench >&2
 APP="$OUT/rails-app"
 if [ ! -d "$APP" ]; then
   cp -r "$LAB" "$APP"

@@ -36,7 +36,7 @@ case $SERVER in
   *) echo "unknown SERVER=$SERVER" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
-cargo build --release --bins >&2
+cargo build --release -p ferrocable -p ferrocable-bench >&2
 
 CHANNELS="$OUT/channels.toml"
 cat > "$CHANNELS" <<'TOML'

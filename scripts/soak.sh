@@ -23,8 +23,9 @@ PROFILE=${PROFILE:-dev}
 MAX_DRIFT_PCT=${MAX_DRIFT_PCT:-10}
 dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
-cargo build --profile "$PROFILE" --bins >&2
-bench="target/$dir/ferrocable-bench"
+cargo build --profile "$PROFILE" -p ferrocable -p ferrocable-bench >&2
+bin="${CARGO_TARGET_DIR:-target}/$dir"
+bench="$bin/ferrocable-bench"
 
 server_pid=""
 cleanup() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi; }
@@ -34,7 +35,7 @@ if [ -z "${URL:-}" ]; then
   log=$(mktemp -t ferrocable-soak.XXXXXX)
   out=$(mktemp -t ferrocable-soak-out.XXXXXX)
   # shellcheck disable=SC2086
-  RUST_LOG=${RUST_LOG:-warn} "target/$dir/ferrocable" --port 0 --dev-user-param user_id \
+  RUST_LOG=${RUST_LOG:-warn} "$bin/ferrocable" --port 0 --dev-user-param user_id \
     --max-connections $((N * 2 + 100)) ${SERVER_ARGS:-} >"$out" 2>"$log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$out" && break; sleep 0.1; done

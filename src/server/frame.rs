@@ -171,22 +171,11 @@ pub fn encode(buf: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
 mod tests {
     use super::*;
 
+    /// A client frame with first byte `first` (which may be invalid on purpose),
+    /// masked with the RFC's sample key.
     fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        let mut out = Vec::new();
+        cable_wire::encode_client_frame(&mut out, first, payload, [0x37, 0xfa, 0x21, 0x3d]);
         out
     }
 

@@ -3,7 +3,8 @@
 //! `protocol-fixtures/README.md` describes the fixtures, the normalization and
 //! `differences.toml`; this module is the executable form of that README.
 //!
-//! The client here is a small hand-written WebSocket client over a raw `TcpStream`:
+//! The client here is a small WebSocket client over a raw `TcpStream` (the framing is
+//! `cable_wire`'s, shared with the load generator):
 //! the fixtures need exact request headers (the recorded `Host`, several or no
 //! subprotocols, no `Sec-WebSocket-Version`), responses that a library client would
 //! refuse (no subprotocol though one was offered, 404, 426), raw frame bytes and the
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use cable_wire::{Accept, Parsed, FIN};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1215,64 +1217,32 @@ struct RawFrame {
     payload: Vec<u8>,
 }
 
-/// One unmasked-by-the-server frame from the front of `buf`, if complete.
+/// The frame at the front of `buf`, if complete, however the server framed it (a
+/// masked frame is unmasked; raw connections show the header bytes).
 fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let masked = buf[1] & 0x80 != 0;
-    let (len, mut idx) = match buf[1] & 0x7f {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
+    let head = match cable_wire::parse_server_frame(buf, &Accept::ANYTHING) {
+        Ok(Parsed::Frame(head)) => head,
+        Ok(Parsed::Incomplete) => return None,
+        Err(e) => panic!("the replay accepts any well-formed frame, yet: {e}"),
     };
-    let header_end = idx;
-    let key = if masked {
-        let k: [u8; 4] = buf.get(idx..idx + 4)?.try_into().ok()?;
-        idx += 4;
-        Some(k)
-    } else {
-        None
-    };
-    let mut payload = buf.get(idx..idx + len)?.to_vec();
-    if let Some(k) = key {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= k[i % 4];
-        }
+    let mut payload = buf[head.payload()].to_vec();
+    if let Some(key) = head.mask {
+        cable_wire::apply_mask(&mut payload, key);
     }
     Some((
         RawFrame {
-            header: buf[..header_end].to_vec(),
-            opcode: buf[0] & 0x0f,
+            header: buf[..head.header_len].to_vec(),
+            opcode: head.opcode,
             payload,
         },
-        idx + len,
+        head.frame_len(),
     ))
 }
 
 /// A masked, final client frame.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x01, 0x02, 0x03, 0x04];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= u16::MAX as usize => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    cable_wire::encode_client_frame(&mut out, FIN | opcode, payload, [0x01, 0x02, 0x03, 0x04]);
     out
 }
 

@@ -1,4 +1,14 @@
-//! The generator's command line and the pieces every mode shares.
+//! `ferrocable-bench`: a load generator speaking the Action Cable protocol, for
+//! measuring ferrocable (or any Action Cable server) on the local machine.
+//!
+//! Modes: `connect` (N idle clients: connect latency and server RSS per connection),
+//! `broadcast` (N subscribers, M timestamped broadcasts: latency, time to all, loss),
+//! `fanout-ceiling` (rising broadcast rate until loss or latency blows up),
+//! `presence-churn` (clients joining and leaving PresenceChannel rooms), `soak`. Every
+//! mode is bounded in time, talks to loopback addresses only, and prints one JSON line
+//! of results on stdout; progress goes to stderr. See BENCHMARKS.md.
+//!
+//! This file holds the command line and the pieces every mode shares.
 
 mod auth;
 mod broadcast;
@@ -156,7 +166,7 @@ fn print_once(v: &Value) {
 }
 
 /// Entry point.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let (name, common) = match &cli.mode {
         Mode::SignTurbo { key, stream } => {

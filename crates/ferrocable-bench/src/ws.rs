@@ -1,7 +1,8 @@
 //! A minimal client-side WebSocket over a tokio `TcpStream`: just what an Action
 //! Cable client needs (handshake, masked text and ping frames out, unmasked frames
-//! in). Its per-message cost is the generator's floor, so it does no allocation per
-//! received frame and no JSON parsing: callers scan the frame's bytes.
+//! in; the framing itself is `cable_wire`'s). Its per-message cost is the generator's
+//! floor, so it does no allocation per received frame and no JSON parsing: callers
+//! scan the frame's bytes.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use base64::Engine;
+use cable_wire::{opcode, Accept, Parsed, FIN};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -255,38 +257,43 @@ impl Ws {
     pub async fn next(&mut self) -> io::Result<Option<Frame<'_>>> {
         self.pos = self.consumed;
         loop {
-            match parse_frame(&self.buf[self.pos..self.end])? {
-                Some((opcode, hdr, len)) => {
-                    let start = self.pos + hdr;
-                    let stop = start + len;
+            let parsed = cable_wire::parse_server_frame(
+                &self.buf[self.pos..self.end],
+                &Accept::SINGLE_FRAMES,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            match parsed {
+                Parsed::Frame(head) => {
+                    let start = self.pos + head.payload_start;
+                    let stop = start + head.payload_len;
                     self.consumed = stop;
-                    match opcode {
-                        0x1 | 0x2 => {
+                    match head.opcode {
+                        opcode::TEXT | opcode::BINARY => {
                             return Ok(Some(Frame::Text(&self.buf[start..stop])));
                         }
-                        0xA => return Ok(Some(Frame::Pong(&self.buf[start..stop]))),
-                        0x8 => {
-                            let code = if len >= 2 {
+                        opcode::PONG => return Ok(Some(Frame::Pong(&self.buf[start..stop]))),
+                        opcode::CLOSE => {
+                            let code = if head.payload_len >= 2 {
                                 u16::from_be_bytes([self.buf[start], self.buf[start + 1]])
                             } else {
                                 1005
                             };
                             return Ok(Some(Frame::Close(code)));
                         }
-                        0x9 => {
+                        opcode::PING => {
                             let payload = self.buf[start..stop].to_vec();
                             self.pos = stop;
-                            self.send(0xA, &payload).await?;
+                            self.send(opcode::PONG, &payload).await?;
                         }
-                        _ => {
+                        op => {
                             return Err(io::Error::new(
                                 io::ErrorKind::InvalidData,
-                                format!("unsupported opcode {opcode}"),
+                                format!("unsupported opcode {op}"),
                             ))
                         }
                     }
                 }
-                None => {
+                Parsed::Incomplete => {
                     // Need more bytes: make room, then read.
                     if self.pos == self.end {
                         self.pos = 0;
@@ -316,7 +323,7 @@ impl Ws {
     /// # Errors
     /// I/O errors.
     pub async fn send_text(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send(0x1, payload).await
+        self.send(opcode::TEXT, payload).await
     }
 
     /// Sends a ping frame (the server answers with a pong carrying `payload`).
@@ -324,75 +331,15 @@ impl Ws {
     /// # Errors
     /// I/O errors.
     pub async fn send_ping(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send(0x9, payload).await
+        self.send(opcode::PING, payload).await
     }
 
-    async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    async fn send(&mut self, op: u8, payload: &[u8]) -> io::Result<()> {
         let mask = (xorshift(&mut self.rng) as u32).to_ne_bytes();
         self.out.clear();
-        encode_client_frame(&mut self.out, opcode, payload, mask);
+        cable_wire::encode_client_frame(&mut self.out, FIN | op, payload, mask);
         self.stream.write_all(&self.out).await
     }
-}
-
-/// Writes one masked, final client frame.
-pub fn encode_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= u16::MAX as usize {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-}
-
-/// Parses a server frame header: `(opcode, header length, payload length)` when the
-/// whole frame is in `b`, `None` when more bytes are needed.
-///
-/// # Errors
-/// Fragmented, masked or absurdly large frames.
-pub fn parse_frame(b: &[u8]) -> io::Result<Option<(u8, usize, usize)>> {
-    if b.len() < 2 {
-        return Ok(None);
-    }
-    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
-    if b[0] & 0x80 == 0 || b[0] & 0x0F == 0 {
-        return Err(bad("fragmented frames are not supported"));
-    }
-    if b[1] & 0x80 != 0 {
-        return Err(bad("server frames must not be masked"));
-    }
-    let (hdr, len) = match b[1] & 0x7F {
-        126 => {
-            if b.len() < 4 {
-                return Ok(None);
-            }
-            (4, u16::from_be_bytes([b[2], b[3]]) as usize)
-        }
-        127 => {
-            if b.len() < 10 {
-                return Ok(None);
-            }
-            let mut l = [0u8; 8];
-            l.copy_from_slice(&b[2..10]);
-            let l = u64::from_be_bytes(l);
-            if l > 64 * 1024 * 1024 {
-                return Err(bad("frame larger than 64 MiB"));
-            }
-            (10, l as usize)
-        }
-        n => (2, n as usize),
-    };
-    if b.len() < hdr + len {
-        return Ok(None);
-    }
-    Ok(Some((b[0] & 0x0F, hdr, len)))
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -453,25 +400,6 @@ mod tests {
         assert!(Target::parse("ws://10.0.0.1:3000/cable").is_err());
         assert!(Target::parse("ws://example.com/cable").is_err());
         assert!(Target::parse("wss://127.0.0.1/cable").is_err());
-    }
-
-    #[test]
-    fn frames_parse_and_encode() {
-        assert_eq!(parse_frame(&[0x81]).expect("ok"), None);
-        assert_eq!(
-            parse_frame(&[0x81, 2, b'h', b'i']).expect("ok"),
-            Some((1, 2, 2))
-        );
-        let mut big = vec![0x81, 126, 0x01, 0x00];
-        big.resize(4 + 256, b'x');
-        assert_eq!(parse_frame(&big).expect("ok"), Some((1, 4, 256)));
-        assert_eq!(parse_frame(&big[..100]).expect("ok"), None);
-        assert!(parse_frame(&[0x01, 0]).is_err(), "fragment");
-        assert!(parse_frame(&[0x81, 0x80]).is_err(), "masked");
-
-        let mut out = Vec::new();
-        encode_client_frame(&mut out, 1, b"hi", [1, 2, 3, 4]);
-        assert_eq!(out, vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
     }
 
     #[test]

@@ -1,13 +1,100 @@
 //! Smoke test of the load generator: each `ferrocable-bench` mode against a real
 //! server with a handful of clients for a second or two. Checks that the one JSON
 //! line parses and that nothing was lost; it asserts no speed (see BENCHMARKS.md).
-
-mod support;
+//!
+//! The generator runs as its own process, as in a benchmark. The server runs inside
+//! this test process, on its own runtime, listening on a real loopback socket: Cargo
+//! builds only this package's binary for these tests, so the `ferrocable` binary is
+//! not at hand here, while its library (which the generator depends on) is.
 
 use std::process::Command;
+use std::sync::mpsc;
 
+use ferrocable::config::Loaded;
+use ferrocable::server::{App, Server};
 use serde_json::Value;
-use support::{TestServer, CHANNELS_TOML};
+use tokio_util::sync::CancellationToken;
+
+/// The reference app's ChatChannel, declared (as `tests/support` declares it).
+const CHANNELS_TOML: &str = r#"
+[[channels]]
+name = "ChatChannel"
+stream = "chat_{room}"
+[channels.actions]
+speak = ["text"]
+"#;
+
+/// A ferrocable server in embedded mode on `127.0.0.1:0`, stopped on drop.
+struct TestServer {
+    /// `127.0.0.1:PORT`
+    addr: String,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Holds the channels file.
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Development auth (`?user_id=`, every id is a user), the channels declared in
+    /// `channels_toml`, plus `extra` flags; embedded mode whatever the environment says.
+    fn start_with_channels(channels_toml: &str, extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let channels = dir.path().join("channels.toml");
+        std::fs::write(&channels, channels_toml).expect("write channels");
+        let mut args: Vec<std::ffi::OsString> = ["ferrocable", "--port", "0"]
+            .iter()
+            .chain(&["--host", "127.0.0.1", "--dev-user-param", "user_id"])
+            .map(Into::into)
+            .collect();
+        args.push("--channels-file".into());
+        args.push(channels.into());
+        args.extend(extra.iter().map(Into::into));
+        let cfg = Loaded::from_args(args, &|_| None)
+            .expect("flags parse")
+            .config
+            .check()
+            .expect("valid configuration");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = App::embedded(&cfg).expect("embedded app");
+                let server = Server::bind(&cfg, app).await.expect("bind");
+                tx.send(server.local_addr().expect("bound address"))
+                    .expect("the test waits for the address");
+                server.run(token).await;
+            });
+        });
+        let addr = rx.recv().expect("the server started").to_string();
+        TestServer {
+            addr,
+            shutdown,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// `ws://ADDR/cable`
+    fn url(&self, query: &str) -> String {
+        assert!(query.is_empty(), "the generator adds its own query");
+        format!("ws://{}/cable", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// A server with development auth, any user id, and the declared ChatChannel.
 fn server() -> TestServer {
