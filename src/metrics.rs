@@ -419,6 +419,19 @@ impl Metrics {
         tracing::info!(peer = %peer, timeout_secs = timeout.as_secs_f64(), "HTTP request headers not received in time, connection closed");
     }
 
+    /// A request was refused with 431: its head was over `--max-header-bytes`
+    /// (`limit` `request_headers`, refused by hyper) or its cookies over
+    /// `--max-cookie-bytes` (`cookie_bytes`, with the size seen).
+    pub fn headers_too_large(
+        &self,
+        limit: &'static str,
+        peer: &std::net::SocketAddr,
+        bytes: Option<usize>,
+    ) {
+        self.limit(limit);
+        tracing::info!(peer = %peer, limit, bytes, "request headers too large, answered 431");
+    }
+
     /// Authentication did not finish in time.
     pub fn auth_deadline(&self, conn: u64, timeout: Duration) {
         self.limit("auth_deadline");
