@@ -216,6 +216,36 @@ mod tests {
     }
 
     #[test]
+    fn the_jar_is_parsed_once_however_many_steps_read_it() {
+        use crate::auth::rails::cookie_jar::tests::PARSES;
+        let v = verifier();
+        let steps: [Box<dyn Identify>; 3] = [
+            Box::new(EncryptedCookie {
+                name: "user_id".into(),
+                verifier: v.clone(),
+            }),
+            Box::new(SessionKey {
+                cookie: "_app_session".into(),
+                path: vec!["user_id".into()],
+                verifier: v.clone(),
+            }),
+            Box::new(SignedCookie {
+                name: "user_id".into(),
+                verifier: v,
+            }),
+        ];
+        let cookie = format!("a=1; user_id={SIGNED_1}");
+        let request = req(&[("cookie", &cookie), ("cookie", "b=2")], None);
+        PARSES.with(|c| c.set(0));
+        let found: Vec<Found> = steps.iter().map(|s| s.identify(&request)).collect();
+        assert!(matches!(found[0], Found::Invalid(_)), "{found:?}");
+        assert_eq!(found[1], Found::Nothing);
+        assert_eq!(found[2], Found::User(1));
+        assert_eq!(PARSES.with(std::cell::Cell::get), 1);
+        assert_eq!(request.cookies().map(|j| j.len()), Some(3), "both headers");
+    }
+
+    #[test]
     fn jwt_from_query_header_or_subprotocol() {
         let step = Jwt {
             param: "token".into(),

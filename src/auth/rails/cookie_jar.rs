@@ -64,6 +64,8 @@ impl CookieJar {
     /// and duplicates are found through a hash set (SipHash with random keys, so chosen
     /// names cannot make it degrade), never by comparing each name with every other.
     pub fn parse_bytes(header: &[u8]) -> Self {
+        #[cfg(test)]
+        tests::PARSES.with(|c| c.set(c.get() + 1));
         let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut seen: HashSet<Name<'_>> = HashSet::new();
         let mut rest = header;
@@ -184,7 +186,7 @@ pub(crate) fn hex_val(b: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::cell::Cell;
@@ -192,6 +194,8 @@ mod tests {
     thread_local! {
         /// How many times two cookie names were compared while parsing, on this thread.
         pub(super) static NAME_COMPARISONS: Cell<usize> = const { Cell::new(0) };
+        /// How many headers were parsed, on this thread.
+        pub(crate) static PARSES: Cell<usize> = const { Cell::new(0) };
     }
 
     /// The rules of the module docs written as plainly as possible (quadratic: every
