@@ -206,12 +206,16 @@ impl Limits {
         conn: u64,
         metrics: &Metrics,
     ) -> Result<AuthOutcome, AuthError> {
-        match tokio::time::timeout(self.auth_timeout, auth.authenticate(req)).await {
-            Ok(r) => r,
-            Err(_) => {
+        // The deadline is looked at first on every poll (`biased`), so once a
+        // synchronous step has overrun it, the pipeline's next yield ends the wait;
+        // `timeout` would poll the pipeline first and let it run on.
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(self.auth_timeout) => {
                 metrics.auth_deadline(conn, self.auth_timeout);
                 Err(AuthError::Deadline)
             }
+            r = auth.authenticate(req) => r,
         }
     }
 }
@@ -338,5 +342,52 @@ mod tests {
         assert!(m
             .render(0)
             .contains(r#"ferrocable_limit_triggers_total{limit="auth_deadline"} 1"#));
+    }
+
+    /// A synchronous step that takes `.0` of wall-clock time, standing in for CPU work.
+    struct Slow(Duration);
+
+    impl crate::auth::Identify for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn identify(&self, _: &HandshakeRequest) -> crate::auth::Found {
+            std::thread::sleep(self.0);
+            crate::auth::Found::Nothing
+        }
+    }
+
+    struct Names(i64);
+
+    impl crate::auth::Identify for Names {
+        fn name(&self) -> &'static str {
+            "names"
+        }
+        fn identify(&self, _: &HandshakeRequest) -> crate::auth::Found {
+            crate::auth::Found::User(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_interrupts_authentication_between_steps() {
+        // A step cannot be interrupted, but once it has overrun the deadline the next
+        // step does not run.
+        let l = limits(&["--auth-timeout", "0.1"]);
+        let m = Metrics::new();
+        let pipeline = crate::auth::Pipeline::new(
+            vec![
+                Box::new(Slow(Duration::from_millis(300))),
+                Box::new(Names(1)),
+            ],
+            std::sync::Arc::new(crate::auth::profiles::IdOnly),
+            None,
+        );
+        let req = HandshakeRequest::new(
+            Default::default(),
+            None,
+            "127.0.0.1:1".parse().expect("addr"),
+        );
+        let r = l.authenticate(&pipeline, &req, 1, &m).await;
+        assert!(matches!(r, Err(AuthError::Deadline)), "{r:?}");
     }
 }
