@@ -421,7 +421,8 @@ impl Metrics {
 
     /// A request was refused with 431: its head was over `--max-header-bytes`
     /// (`limit` `request_headers`, refused by hyper) or its cookies over
-    /// `--max-cookie-bytes` (`cookie_bytes`, with the size seen).
+    /// `--max-cookie-bytes` (`cookie_bytes`, with the size seen; also a refused upgrade,
+    /// reason `cookie_too_large`).
     pub fn headers_too_large(
         &self,
         limit: &'static str,
@@ -429,6 +430,14 @@ impl Metrics {
         bytes: Option<usize>,
     ) {
         self.limit(limit);
+        if limit == "cookie_bytes" {
+            // A refused upgrade, like one past the connection cap.
+            self.upgrades_refused
+                .get_or_create(&ReasonLabel {
+                    reason: "cookie_too_large",
+                })
+                .inc();
+        }
         tracing::info!(peer = %peer, limit, bytes, "request headers too large, answered 431");
     }
 

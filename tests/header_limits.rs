@@ -118,6 +118,10 @@ async fn headers_over_the_caps_get_431_and_are_counted() {
         Some("1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(r#"ferrocable_upgrades_refused_total{reason="cookie_too_large"} 2"#),
+        "{metrics}"
+    );
     assert!(server
         .log()
         .contains("request headers too large, answered 431"));
