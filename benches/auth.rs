@@ -62,6 +62,21 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Hostile jars of distinct names: at the default --max-cookie-bytes, and 20 times
+    // that (the parse is linear, so about 20 times the cost, not 400).
+    for bytes in [16_384, 327_680] {
+        let mut hostile = String::new();
+        let mut i = 0;
+        while hostile.len() < bytes {
+            hostile.push_str(&format!("c{i}=v; "));
+            i += 1;
+        }
+        c.bench_function(
+            &format!("cookie jar parse, {bytes} bytes of distinct names"),
+            |b| b.iter(|| black_box(CookieJar::parse(black_box(&hostile))).len()),
+        );
+    }
+
     let jwt = JwtVerifier::new(&JwtConfig::hs256("refapp-jwt-secret")).expect("valid config");
     let token =
         "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.oR4WNDTKjoCiYjWk7luSh_c4d1moIdq5mm3X4eDGGDc";

@@ -86,17 +86,13 @@ fn request(
     headers: &[(hyper::header::HeaderName, &[u8])],
     query: Option<String>,
 ) -> HandshakeRequest {
-    let mut req = HandshakeRequest {
-        headers: Default::default(),
-        query,
-        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-    };
+    let mut map = hyper::HeaderMap::new();
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_bytes(value) {
-            req.headers.append(name.clone(), v);
+            map.append(name.clone(), v);
         }
     }
-    req
+    HandshakeRequest::new(map, query, std::net::SocketAddr::from(([127, 0, 0, 1], 1)))
 }
 
 /// Signed and encrypted cookie verification and the session path, on `data` as a
@@ -149,6 +145,8 @@ fn jwt_step() -> &'static Jwt {
         param: "token".into(),
         verifier: JwtVerifier::new(&JwtConfig::hs256(JWT_SECRET))
             .unwrap_or_else(|e| panic!("fuzz jwt: {e}")),
+        // Trusted: the fuzzer then also reaches the profile-from-claims code.
+        trust_profile_claims: true,
     })
 }
 

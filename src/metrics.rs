@@ -419,6 +419,28 @@ impl Metrics {
         tracing::info!(peer = %peer, timeout_secs = timeout.as_secs_f64(), "HTTP request headers not received in time, connection closed");
     }
 
+    /// A request was refused with 431: its head was over `--max-header-bytes`
+    /// (`limit` `request_headers`, refused by hyper) or its cookies over
+    /// `--max-cookie-bytes` (`cookie_bytes`, with the size seen; also a refused upgrade,
+    /// reason `cookie_too_large`).
+    pub fn headers_too_large(
+        &self,
+        limit: &'static str,
+        peer: &std::net::SocketAddr,
+        bytes: Option<usize>,
+    ) {
+        self.limit(limit);
+        if limit == "cookie_bytes" {
+            // A refused upgrade, like one past the connection cap.
+            self.upgrades_refused
+                .get_or_create(&ReasonLabel {
+                    reason: "cookie_too_large",
+                })
+                .inc();
+        }
+        tracing::info!(peer = %peer, limit, bytes, "request headers too large, answered 431");
+    }
+
     /// Authentication did not finish in time.
     pub fn auth_deadline(&self, conn: u64, timeout: Duration) {
         self.limit("auth_deadline");

@@ -14,6 +14,11 @@ const JWT_1: &str =
 
 /// The reference app's connection: signed cookie, then encrypted cookie, then `?token=`.
 fn reference_server() -> TestServer {
+    reference_server_with(&[])
+}
+
+/// [`reference_server`] with `extra` flags.
+fn reference_server_with(extra: &[&str]) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let users = dir.path().join("users.json");
     std::fs::write(&users, support::USERS_JSON).expect("users");
@@ -31,7 +36,8 @@ fn reference_server() -> TestServer {
         "--globalid-app",
         "refapp",
     ];
-    TestServer::start_with_args(dir, args.iter().map(|s| s.to_string()).collect())
+    let args = args.iter().chain(extra).map(|s| s.to_string()).collect();
+    TestServer::start_with_args(dir, args)
 }
 
 async fn outcome(server: &TestServer, query: &str, cookie: Option<&str>) -> String {
@@ -130,6 +136,24 @@ async fn forged_expired_and_unknown_credentials_are_refused_like_rails() {
     ] {
         assert!(!log.contains(secret), "the log leaks {secret}");
     }
+}
+
+#[tokio::test]
+async fn a_token_naming_a_user_the_users_file_lacks_is_refused_unless_claims_are_trusted() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    // User 999 is not in the users file: deleted since the token was issued, say.
+    let token = encode(
+        &Header::default(),
+        &serde_json::json!({"user_id": 999, "name": "Mallory"}),
+        &EncodingKey::from_secret(b"refapp-jwt-secret"),
+    )
+    .expect("encodes");
+    let query = format!("token={token}");
+    let server = reference_server();
+    assert_eq!(outcome(&server, &query, None).await, UNAUTHORIZED);
+    assert!(server.log().contains("unknown user 999"));
+    let trusting = reference_server_with(&["--jwt-profile-claims"]);
+    assert_eq!(outcome(&trusting, &query, None).await, WELCOME);
 }
 
 #[tokio::test]

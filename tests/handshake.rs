@@ -255,3 +255,29 @@ async fn client_close_code_and_reason_are_echoed() {
     let c = CableClient::welcomed(&server, 1).await;
     assert_eq!(c.close(4001).await, Seen::Close(4001));
 }
+
+#[tokio::test]
+async fn bad_close_frames_are_answered_1002_or_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start(&[]);
+    let cases: [(u16, &[u8], u16); 5] = [
+        (1000, &[b'o', b'k', 0xff], 1007),
+        (1005, b"", 1002),
+        (1015, b"", 1002),
+        (999, b"", 1002),
+        (2000, b"", 1002),
+    ];
+    for (code, reason, want) in cases {
+        let mut c = CableClient::welcomed(&server, 1).await;
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason);
+        // The default header is a final close frame; the payload is sent unchecked.
+        c.send_message(Message::Frame(Frame::from_payload(
+            FrameHeader::default(),
+            payload,
+        )))
+        .await;
+        assert_eq!(c.next().await, Seen::Close(want), "close {code} {reason:?}");
+    }
+}

@@ -9,23 +9,11 @@
 
 use std::sync::Arc;
 
-use hyper::header::{AUTHORIZATION, COOKIE, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 
 use super::jwt::JwtVerifier;
-use super::rails::{user_id_from_value, CookieJar, CookieRejection, CookieVerifier};
+use super::rails::{user_id_from_value, CookieRejection, CookieVerifier};
 use super::{Found, HandshakeRequest, Identify, UserProfile};
-
-/// The request's cookies: every `Cookie` header, joined as browsers would send one.
-fn jar(req: &HandshakeRequest) -> Option<CookieJar> {
-    let mut all: Vec<u8> = Vec::new();
-    for v in req.headers.get_all(COOKIE) {
-        if !all.is_empty() {
-            all.extend_from_slice(b"; ");
-        }
-        all.extend_from_slice(v.as_bytes());
-    }
-    (!all.is_empty()).then(|| CookieJar::parse_bytes(&all))
-}
 
 fn from_cookie(result: Result<serde_json::Value, CookieRejection>) -> Found {
     match result {
@@ -52,9 +40,9 @@ impl Identify for SignedCookie {
     }
 
     fn identify(&self, req: &HandshakeRequest) -> Found {
-        match jar(req) {
+        match req.cookies() {
             None => Found::Nothing,
-            Some(jar) => from_cookie(self.verifier.signed(&jar, &self.name)),
+            Some(jar) => from_cookie(self.verifier.signed(jar, &self.name)),
         }
     }
 }
@@ -73,9 +61,9 @@ impl Identify for EncryptedCookie {
     }
 
     fn identify(&self, req: &HandshakeRequest) -> Found {
-        match jar(req) {
+        match req.cookies() {
             None => Found::Nothing,
-            Some(jar) => from_cookie(self.verifier.encrypted(&jar, &self.name)),
+            Some(jar) => from_cookie(self.verifier.encrypted(jar, &self.name)),
         }
     }
 }
@@ -96,11 +84,11 @@ impl Identify for SessionKey {
     }
 
     fn identify(&self, req: &HandshakeRequest) -> Found {
-        let Some(jar) = jar(req) else {
+        let Some(jar) = req.cookies() else {
             return Found::Nothing;
         };
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
-        match self.verifier.session_value(&jar, &self.cookie, &path) {
+        match self.verifier.session_value(jar, &self.cookie, &path) {
             // A session without the key is a visitor who is not logged in.
             Err(CookieRejection::KeyNotFound) => Found::Nothing,
             other => from_cookie(other),
@@ -115,6 +103,10 @@ pub struct Jwt {
     pub param: String,
     /// The verifier (algorithm fixed by configuration, never by the token).
     pub verifier: JwtVerifier,
+    /// `--jwt-profile-claims`: a token with a `name` claim supplies the user's profile
+    /// and no profile lookup happens, so the token alone says the user exists. Off:
+    /// the token only names the user id and the profile source decides.
+    pub trust_profile_claims: bool,
 }
 
 impl Jwt {
@@ -123,7 +115,7 @@ impl Jwt {
             return Some(t);
         }
         if let Some(t) = req
-            .headers
+            .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
@@ -133,7 +125,7 @@ impl Jwt {
         {
             return Some(t.trim().to_owned());
         }
-        req.headers
+        req.headers()
             .get_all(SEC_WEBSOCKET_PROTOCOL)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -155,8 +147,8 @@ impl Identify for Jwt {
         };
         match self.verifier.verify(&token) {
             Ok(claims) => match self.verifier.user_id(&claims) {
-                // A token that carries the profile is trusted for it: the app signed it.
-                Some(id) if claims.contains_key("name") => {
+                // Opted in: the app signed the profile, and vouches that the user exists.
+                Some(id) if self.trust_profile_claims && claims.contains_key("name") => {
                     let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_owned);
                     Found::UserWithProfile(UserProfile::new(id, text("name"), text("avatar_url")))
                 }
@@ -187,11 +179,7 @@ mod tests {
         for (k, v) in headers {
             h.append(*k, HeaderValue::from_str(v).expect("header"));
         }
-        HandshakeRequest {
-            headers: h,
-            query: query.map(str::to_owned),
-            peer: ([127, 0, 0, 1], 1).into(),
-        }
+        HandshakeRequest::new(h, query.map(str::to_owned), ([127, 0, 0, 1], 1).into())
     }
 
     fn verifier() -> Arc<CookieVerifier> {
@@ -228,10 +216,41 @@ mod tests {
     }
 
     #[test]
+    fn the_jar_is_parsed_once_however_many_steps_read_it() {
+        use crate::auth::rails::cookie_jar::tests::PARSES;
+        let v = verifier();
+        let steps: [Box<dyn Identify>; 3] = [
+            Box::new(EncryptedCookie {
+                name: "user_id".into(),
+                verifier: v.clone(),
+            }),
+            Box::new(SessionKey {
+                cookie: "_app_session".into(),
+                path: vec!["user_id".into()],
+                verifier: v.clone(),
+            }),
+            Box::new(SignedCookie {
+                name: "user_id".into(),
+                verifier: v,
+            }),
+        ];
+        let cookie = format!("a=1; user_id={SIGNED_1}");
+        let request = req(&[("cookie", &cookie), ("cookie", "b=2")], None);
+        PARSES.with(|c| c.set(0));
+        let found: Vec<Found> = steps.iter().map(|s| s.identify(&request)).collect();
+        assert!(matches!(found[0], Found::Invalid(_)), "{found:?}");
+        assert_eq!(found[1], Found::Nothing);
+        assert_eq!(found[2], Found::User(1));
+        assert_eq!(PARSES.with(std::cell::Cell::get), 1);
+        assert_eq!(request.cookies().map(|j| j.len()), Some(3), "both headers");
+    }
+
+    #[test]
     fn jwt_from_query_header_or_subprotocol() {
         let step = Jwt {
             param: "token".into(),
             verifier: JwtVerifier::new(&JwtConfig::hs256("refapp-jwt-secret")).expect("valid"),
+            trust_profile_claims: false,
         };
         assert_eq!(
             step.identify(&req(&[], Some(&format!("token={JWT_1}")))),
@@ -252,5 +271,54 @@ mod tests {
             panic!("garbage accepted")
         };
         assert!(!why.contains("a.b.c"), "no token in the reason: {why}");
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        use jsonwebtoken::{encode, EncodingKey, Header};
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"refapp-jwt-secret"),
+        )
+        .expect("encodes")
+    }
+
+    #[tokio::test]
+    async fn a_name_claim_does_not_make_a_user_exist_unless_trusted() {
+        use crate::auth::profiles::UsersFile;
+        use crate::auth::{AuthOutcome, Authenticator, Pipeline, RejectReason};
+        // User 999 is not in the users file (deleted, say); the token still says who
+        // they were.
+        let t = token(serde_json::json!({"user_id": 999, "name": "Mallory"}));
+        let request = req(&[], Some(&format!("token={t}")));
+        let step = |trust| Jwt {
+            param: "token".into(),
+            verifier: JwtVerifier::new(&JwtConfig::hs256("refapp-jwt-secret")).expect("valid"),
+            trust_profile_claims: trust,
+        };
+        assert_eq!(step(false).identify(&request), Found::User(999));
+        let users = Arc::new(UsersFile::from_profiles(vec![UserProfile::new(
+            1,
+            Some("Alice".into()),
+            None,
+        )]));
+        let pipeline = Pipeline::new(vec![Box::new(step(false))], users.clone(), None);
+        assert!(matches!(
+            pipeline.authenticate(&request).await,
+            Ok(AuthOutcome::Rejected(RejectReason::UnknownUser(999)))
+        ));
+        // A listed user's profile comes from the file, not from the token.
+        let t = token(serde_json::json!({"user_id": 1, "name": "Not Alice"}));
+        let listed = req(&[], Some(&format!("token={t}")));
+        let Ok(AuthOutcome::Accepted(id)) = pipeline.authenticate(&listed).await else {
+            panic!("user 1 is listed")
+        };
+        assert_eq!(id.profile.name.as_deref(), Some("Alice"));
+        // Opted in, the token's profile is used as is.
+        let trusting = Pipeline::new(vec![Box::new(step(true))], users, None);
+        let Ok(AuthOutcome::Accepted(id)) = trusting.authenticate(&request).await else {
+            panic!("trusted claims accept the token's user")
+        };
+        assert_eq!(id.profile.name.as_deref(), Some("Mallory"));
     }
 }

@@ -25,25 +25,71 @@ pub mod sql;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use hyper::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use hyper::HeaderMap;
+
+use rails::cookie_jar::hex_val;
+use rails::CookieJar;
 
 pub use profiles::{ProfileError, ProfileSource, UserProfile};
 
 /// What authentication can see of the upgrade request.
-#[derive(Debug, Clone)]
+///
+/// The headers and query are fixed at construction, so the cookie jar is parsed at
+/// most once per request, on first use, however many steps read cookies. Its `Debug`
+/// never shows a credential: the values of `Cookie`, `Authorization`,
+/// `Proxy-Authorization` and `Sec-WebSocket-Protocol` (which can carry a token) and of
+/// every query parameter are replaced by their length.
+#[derive(Clone)]
 pub struct HandshakeRequest {
-    /// Every request header.
-    pub headers: HeaderMap,
-    /// The raw query string, without `?`.
-    pub query: Option<String>,
+    headers: HeaderMap,
+    query: Option<String>,
     /// The peer address.
     pub peer: SocketAddr,
+    cookies: OnceLock<Option<CookieJar>>,
 }
 
 impl HandshakeRequest {
+    /// The request as authentication sees it.
+    pub fn new(headers: HeaderMap, query: Option<String>, peer: SocketAddr) -> Self {
+        HandshakeRequest {
+            headers,
+            query,
+            peer,
+            cookies: OnceLock::new(),
+        }
+    }
+
+    /// Every request header.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The raw query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The request's cookies, every `Cookie` header joined with `; ` as a browser
+    /// sends them in one, parsed on the first call; `None` without a cookie.
+    pub fn cookies(&self) -> Option<&CookieJar> {
+        self.cookies
+            .get_or_init(|| {
+                let mut all: Vec<u8> = Vec::new();
+                for v in self.headers.get_all(COOKIE) {
+                    if !all.is_empty() {
+                        all.extend_from_slice(b"; ");
+                    }
+                    all.extend_from_slice(v.as_bytes());
+                }
+                (!all.is_empty()).then(|| CookieJar::parse_bytes(&all))
+            })
+            .as_ref()
+    }
+
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;
@@ -54,7 +100,55 @@ impl HandshakeRequest {
     }
 }
 
+impl fmt::Debug for HandshakeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted(usize);
+        impl fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        struct Headers<'a>(&'a HeaderMap);
+        impl fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut m = f.debug_map();
+                for (name, value) in self.0 {
+                    let secret = [
+                        COOKIE,
+                        AUTHORIZATION,
+                        PROXY_AUTHORIZATION,
+                        SEC_WEBSOCKET_PROTOCOL,
+                    ]
+                    .contains(name);
+                    match value.to_str() {
+                        Ok(v) if !secret => m.entry(&name.as_str(), &v),
+                        _ => m.entry(&name.as_str(), &Redacted(value.len())),
+                    };
+                }
+                m.finish()
+            }
+        }
+        struct Query<'a>(&'a str);
+        impl fmt::Debug for Query<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut m = f.debug_map();
+                for pair in self.0.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    m.entry(&k, &Redacted(v.len()));
+                }
+                m.finish()
+            }
+        }
+        f.debug_struct("HandshakeRequest")
+            .field("headers", &Headers(&self.headers))
+            .field("query", &self.query.as_deref().map(Query))
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Decodes `%XX` escapes and `+` as a space (form encoding, as Rack decodes queries).
+/// `XX` must be two hex digits; a `%` not followed by two is kept as it is.
 pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -62,16 +156,15 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
+            b'%' => {
+                let hi = b.get(i + 1).copied().and_then(hex_val);
+                let lo = b.get(i + 2).copied().and_then(hex_val);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
                 }
+                out.push(b'%');
             }
             c => out.push(c),
         }
@@ -220,7 +313,12 @@ impl Pipeline {
 impl Authenticator for Pipeline {
     async fn authenticate(&self, req: &HandshakeRequest) -> Result<AuthOutcome, AuthError> {
         let mut reason = RejectReason::NoCredentials;
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
+            if i > 0 {
+                // Steps are synchronous: between two, let other tasks run and let
+                // `--auth-timeout` take effect.
+                tokio::task::yield_now().await;
+            }
             match step.identify(req) {
                 Found::User(id) => {
                     return Ok(match self.profiles.lookup(id).await? {
@@ -253,11 +351,11 @@ mod tests {
     use super::*;
 
     fn req(query: &str) -> HandshakeRequest {
-        HandshakeRequest {
-            headers: HeaderMap::new(),
-            query: Some(query.to_owned()),
-            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
-        }
+        HandshakeRequest::new(
+            HeaderMap::new(),
+            Some(query.to_owned()),
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+        )
     }
 
     #[test]
@@ -277,6 +375,41 @@ mod tests {
         assert_eq!(r.query_param("bad").as_deref(), Some("%zz"));
         assert_eq!(r.query_param("end").as_deref(), Some("%4"));
         assert_eq!(r.query_param("nope"), None);
+        // Two hex digits only: `from_str_radix` would take `+5` as 5.
+        let r = req("a=%+5&b=%-1&c=%%41&d=%4%31");
+        assert_eq!(r.query_param("a").as_deref(), Some("% 5"));
+        assert_eq!(r.query_param("b").as_deref(), Some("%-1"));
+        assert_eq!(r.query_param("c").as_deref(), Some("%A"));
+        assert_eq!(r.query_param("d").as_deref(), Some("%41"));
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        use hyper::header::HeaderValue;
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("cookie", "user_id=SECRET-COOKIE"),
+            ("cookie", "_s=SECRET-SESSION"),
+            ("authorization", "Bearer SECRET-BEARER"),
+            ("proxy-authorization", "Basic SECRET-PROXY"),
+            (
+                "sec-websocket-protocol",
+                "actioncable-v1-json, SECRET.JWT.TOKEN",
+            ),
+            ("origin", "http://example.test"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        let r = HandshakeRequest::new(
+            h,
+            Some("token=SECRET-QUERY&user_id=1".into()),
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+        );
+        assert!(r.cookies().is_some(), "the jar is parsed before printing");
+        let shown = format!("{r:?} {r:#?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("http://example.test"), "{shown}");
+        assert!(shown.contains("\"token\": <12 bytes>"), "{shown}");
     }
 
     struct Fixed(Found);

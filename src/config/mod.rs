@@ -154,6 +154,13 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_JWT_PARAM", default_value = "token")]
     pub jwt_param: String,
 
+    /// Trust a token's `name` and `avatar_url` claims as the user's profile: such a
+    /// token connects without a profile lookup, so a user missing from the users file
+    /// or database (deleted, say) still connects while the token is valid. Off: the
+    /// token names the user id only, and the profile source decides who exists.
+    #[arg(long, env = "FERROCABLE_JWT_PROFILE_CLAIMS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub jwt_profile_claims: bool,
+
     /// GlobalID app name (the Rails application module, underscored) used to name
     /// connections as `current_user.to_gid_param` does; needed for remote disconnects.
     #[arg(long, env = "FERROCABLE_GLOBALID_APP")]
@@ -258,6 +265,16 @@ pub struct Config {
     /// also how long an idle keep-alive HTTP connection is kept.
     #[arg(long, env = "FERROCABLE_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
     pub handshake_timeout: f64,
+
+    /// Largest HTTP request head (request line and headers) in bytes; a larger one is
+    /// answered `431 Request Header Fields Too Large` and the connection closed.
+    #[arg(long, env = "FERROCABLE_MAX_HEADER_BYTES", default_value_t = 65536)]
+    pub max_header_bytes: usize,
+
+    /// Largest `Cookie` header (all of them together) of a WebSocket upgrade, in
+    /// bytes; a larger one is answered 431 before any cookie is read.
+    #[arg(long, env = "FERROCABLE_MAX_COOKIE_BYTES", default_value_t = 16384)]
+    pub max_cookie_bytes: usize,
 
     /// Seconds authentication (cookie, token, profile lookup) may take after the
     /// upgrade; past it the connection is closed with 1011 and the client retries.

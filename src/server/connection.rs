@@ -447,10 +447,9 @@ async fn read_loop(
             }
             Opcode::Pong => None,
             Opcode::Close => {
-                if f.payload.len() == 1
-                    || (f.payload.len() > 2 && std::str::from_utf8(&f.payload[2..]).is_err())
-                {
-                    conn.close(Closing::Close(1002));
+                if let Err(e) = frame::check_close(&f.payload) {
+                    tracing::info!(error = %e, "bad close frame");
+                    conn.close(Closing::Close(e.close_code()));
                     return false;
                 }
                 // Echo the client's close; the writer ends after it.

@@ -51,6 +51,9 @@ pub enum FrameError {
     /// The payload is larger than allowed: close 1009.
     #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(u64),
+    /// A close frame's reason is not UTF-8: close 1007.
+    #[error("close reason is not UTF-8")]
+    InvalidUtf8,
 }
 
 impl FrameError {
@@ -59,8 +62,32 @@ impl FrameError {
         match self {
             FrameError::Protocol(_) => 1002,
             FrameError::TooLarge(_) => 1009,
+            FrameError::InvalidUtf8 => 1007,
         }
     }
+}
+
+/// Checks a client close frame's payload (RFC 6455 §5.5.1, §7.4): empty, or a status
+/// code a peer may send followed by a UTF-8 reason. Codes allowed on the wire are
+/// 1000–1003, 1007–1014 and 3000–4999; 1004 is reserved, 1005, 1006 and 1015 only
+/// stand for "no code" locally, and the rest are unassigned.
+///
+/// # Errors
+/// [`FrameError::Protocol`] (1002) for a one-byte payload or a code not allowed,
+/// [`FrameError::InvalidUtf8`] (1007) for a reason that is not UTF-8.
+pub fn check_close(payload: &[u8]) -> Result<(), FrameError> {
+    let [hi, lo, reason @ ..] = payload else {
+        return match payload {
+            [] => Ok(()),
+            _ => Err(FrameError::Protocol("one-byte close payload")),
+        };
+    };
+    match u16::from_be_bytes([*hi, *lo]) {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => {}
+        _ => return Err(FrameError::Protocol("close code not allowed on the wire")),
+    }
+    std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
+    Ok(())
 }
 
 /// Decodes the frame at the front of `buf`, refusing payloads over `max_payload`.
@@ -262,6 +289,31 @@ mod tests {
         let mut huge = vec![0x81, 0x80 | 127];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(parse(&huge, 100).map_err(|e| e.close_code()), Err(1002));
+    }
+
+    #[test]
+    fn close_payloads_are_checked_as_rfc_6455_section_7_4_says() {
+        let close = |code: u16, reason: &[u8]| {
+            let mut p = code.to_be_bytes().to_vec();
+            p.extend_from_slice(reason);
+            check_close(&p).map_err(|e| e.close_code())
+        };
+        assert_eq!(check_close(b""), Ok(()));
+        assert_eq!(check_close(&[0x03]).map_err(|e| e.close_code()), Err(1002));
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 4001, 4999,
+        ] {
+            assert_eq!(close(ok, b"bye"), Ok(()), "{ok}");
+        }
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(close(bad, b""), Err(1002), "{bad}");
+        }
+        assert_eq!(close(1000, "très bien".as_bytes()), Ok(()));
+        assert_eq!(close(1000, &[0xff, 0xfe]), Err(1007));
+        // A reason cut inside a multi-byte character is not UTF-8 either.
+        assert_eq!(close(1000, &"é".as_bytes()[..1]), Err(1007));
     }
 
     #[test]

@@ -1,5 +1,15 @@
-//! Per-connection limits on time rather than size: the command rate and the deadlines
-//! for a connection that never finishes its handshake or its authentication.
+//! Per-connection limits: the command rate, the deadlines for a connection that never
+//! finishes its handshake or its authentication, and the size of the request headers.
+//!
+//! # Request headers
+//! hyper refuses a request head over `--max-header-bytes` itself, with `431`, before
+//! any of it reaches us; an upgrade whose `Cookie` headers add up to more than
+//! `--max-cookie-bytes` gets `431` before anything reads a cookie. Both count in
+//! `ferrocable_limit_triggers_total` (`request_headers`, `cookie_bytes`). These caps,
+//! with a cookie jar parsed once and in linear time, are what bound the CPU an
+//! upgrade can cost: authentication's identification steps are synchronous, so
+//! `--auth-timeout` can only interrupt it between steps and while it waits for the
+//! profile source, never inside a step.
 //!
 //! # Command rate: backpressure, then disconnection
 //! Each connection has a token bucket ([`CommandBucket`], 24 bytes in the reader's
@@ -38,7 +48,16 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// How long authentication may take after the upgrade.
     pub auth_timeout: Duration,
+    /// The largest HTTP request head hyper reads (its `max_buf_size`).
+    pub max_header_bytes: usize,
+    /// The largest `Cookie` (all headers together) an upgrade may carry.
+    pub max_cookie_bytes: usize,
 }
+
+/// hyper's smallest allowed read buffer (`max_buf_size` panics below it).
+const MIN_HEADER_BYTES: usize = 8192;
+/// Sixteen times hyper's default: a request head larger than this is not a browser's.
+const MAX_HEADER_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 struct RateLimit {
@@ -96,10 +115,35 @@ impl Limits {
                 epoch: Instant::now(),
             })
         };
+        let bytes = |name, value: usize, min: usize, what| {
+            if (min..=MAX_HEADER_BYTES).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::BadLimit {
+                    name,
+                    what,
+                    value: value.to_string(),
+                })
+            }
+        };
+        let max_header_bytes = bytes(
+            "--max-header-bytes",
+            cfg.max_header_bytes,
+            MIN_HEADER_BYTES,
+            "between 8192 and 4194304 bytes",
+        )?;
+        let max_cookie_bytes = bytes(
+            "--max-cookie-bytes",
+            cfg.max_cookie_bytes,
+            1,
+            "between 1 and 4194304 bytes",
+        )?;
         Ok(Limits {
             rate,
             handshake_timeout,
             auth_timeout,
+            max_header_bytes,
+            max_cookie_bytes,
         })
     }
 
@@ -162,12 +206,16 @@ impl Limits {
         conn: u64,
         metrics: &Metrics,
     ) -> Result<AuthOutcome, AuthError> {
-        match tokio::time::timeout(self.auth_timeout, auth.authenticate(req)).await {
-            Ok(r) => r,
-            Err(_) => {
+        // The deadline is looked at first on every poll (`biased`), so once a
+        // synchronous step has overrun it, the pipeline's next yield ends the wait;
+        // `timeout` would poll the pipeline first and let it run on.
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(self.auth_timeout) => {
                 metrics.auth_deadline(conn, self.auth_timeout);
                 Err(AuthError::Deadline)
             }
+            r = auth.authenticate(req) => r,
         }
     }
 }
@@ -261,6 +309,12 @@ mod tests {
         // Rate 0 is off, whatever the burst.
         v.extend(["--max-commands-per-second", "0"]);
         assert!(Limits::new(&Config::try_parse_from(&v).expect("flags")).is_ok());
+        // hyper panics on a read buffer under 8 KiB: refused here, by name.
+        for (flag, value) in [("--max-header-bytes", "8191"), ("--max-cookie-bytes", "0")] {
+            let v = ["ferrocable", flag, value];
+            let e = Limits::new(&Config::try_parse_from(v).expect("flags")).unwrap_err();
+            assert!(e.to_string().contains(flag), "{e}");
+        }
     }
 
     struct Never;
@@ -276,11 +330,11 @@ mod tests {
     async fn authentication_has_a_deadline() {
         let l = limits(&["--auth-timeout", "2"]);
         let m = Metrics::new();
-        let req = HandshakeRequest {
-            headers: Default::default(),
-            query: None,
-            peer: "127.0.0.1:1".parse().expect("addr"),
-        };
+        let req = HandshakeRequest::new(
+            Default::default(),
+            None,
+            "127.0.0.1:1".parse().expect("addr"),
+        );
         let started = tokio::time::Instant::now();
         let r = l.authenticate(&Never, &req, 1, &m).await;
         assert!(matches!(r, Err(AuthError::Deadline)), "{r:?}");
@@ -288,5 +342,52 @@ mod tests {
         assert!(m
             .render(0)
             .contains(r#"ferrocable_limit_triggers_total{limit="auth_deadline"} 1"#));
+    }
+
+    /// A synchronous step that takes `.0` of wall-clock time, standing in for CPU work.
+    struct Slow(Duration);
+
+    impl crate::auth::Identify for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn identify(&self, _: &HandshakeRequest) -> crate::auth::Found {
+            std::thread::sleep(self.0);
+            crate::auth::Found::Nothing
+        }
+    }
+
+    struct Names(i64);
+
+    impl crate::auth::Identify for Names {
+        fn name(&self) -> &'static str {
+            "names"
+        }
+        fn identify(&self, _: &HandshakeRequest) -> crate::auth::Found {
+            crate::auth::Found::User(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_interrupts_authentication_between_steps() {
+        // A step cannot be interrupted, but once it has overrun the deadline the next
+        // step does not run.
+        let l = limits(&["--auth-timeout", "0.1"]);
+        let m = Metrics::new();
+        let pipeline = crate::auth::Pipeline::new(
+            vec![
+                Box::new(Slow(Duration::from_millis(300))),
+                Box::new(Names(1)),
+            ],
+            std::sync::Arc::new(crate::auth::profiles::IdOnly),
+            None,
+        );
+        let req = HandshakeRequest::new(
+            Default::default(),
+            None,
+            "127.0.0.1:1".parse().expect("addr"),
+        );
+        let r = l.authenticate(&pipeline, &req, 1, &m).await;
+        assert!(matches!(r, Err(AuthError::Deadline)), "{r:?}");
     }
 }

@@ -62,6 +62,7 @@ async fn serve_http(
     }
     let metrics = state.metrics.clone();
     let handshake_timeout = state.limits.handshake_timeout;
+    let max_header_bytes = state.limits.max_header_bytes;
     let service = service_fn(move |req| {
         let state = state.clone();
         let tasks = tasks.clone();
@@ -71,6 +72,8 @@ async fn serve_http(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)
+        // A longer head is answered 431 by hyper (checked >= its 8 KiB minimum).
+        .max_buf_size(max_header_bytes)
         .auto_date_header(false)
         .title_case_headers(true);
     let conn = builder
@@ -81,6 +84,9 @@ async fn serve_http(
         r = conn.as_mut() => {
             match r {
                 Err(e) if e.is_timeout() => metrics.handshake_deadline(&peer, handshake_timeout),
+                Err(e) if e.is_parse_too_large() => {
+                    metrics.headers_too_large("request_headers", &peer, None)
+                }
                 Err(e) => tracing::debug!(error = %e, peer = %peer, "http connection error"),
                 Ok(()) => {}
             }

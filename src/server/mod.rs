@@ -119,6 +119,7 @@ pub fn build_pipeline(
                     param: cfg.raw.jwt_param.clone(),
                     verifier: auth::jwt::JwtVerifier::new(jwt)
                         .map_err(|e| ServerError::Auth(e.to_string()))?,
+                    trust_profile_claims: cfg.raw.jwt_profile_claims,
                 })
             }
         });

@@ -4,6 +4,8 @@
 //! `Origin` fails the check, gets `404 Page not found`; the subprotocol is the first
 //! offered of `actioncable-v1-json` / `actioncable-unsupported` (none offered: no
 //! header, never a refusal); authentication runs after the 101, on the open socket.
+//! An upgrade whose `Cookie` headers add up to more than `--max-cookie-bytes` gets
+//! `431 Request Header Fields Too Large` (see `limits` for why).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL,
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL,
 };
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use tokio_util::task::TaskTracker;
@@ -52,6 +54,17 @@ fn is_ssl(headers: &HeaderMap) -> bool {
     is("x-forwarded-proto", "https")
         || is("x-forwarded-ssl", "on")
         || is("x-forwarded-scheme", "https")
+}
+
+/// The size of the cookie jar authentication would parse: every `Cookie` header,
+/// joined by `; `.
+fn cookie_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.len() + 2)
+        .sum::<usize>()
+        .saturating_sub(2)
 }
 
 /// Rails' `allow_request_origin?`.
@@ -136,6 +149,16 @@ pub fn handle(
         tracing::debug!(peer = %peer, "not a WebSocket upgrade");
         return not_found();
     }
+    let cookie_bytes = cookie_bytes(req.headers());
+    if cookie_bytes > state.limits.max_cookie_bytes {
+        state
+            .metrics
+            .headers_too_large("cookie_bytes", &peer, Some(cookie_bytes));
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Cookie header too large",
+        );
+    }
     if !origin_allowed(&state.origins, req.headers()) {
         let origin = req
             .headers()
@@ -173,11 +196,11 @@ pub fn handle(
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    let handshake = HandshakeRequest {
-        headers: req.headers().clone(),
-        query: req.uri().query().map(str::to_owned),
+    let handshake = HandshakeRequest::new(
+        req.headers().clone(),
+        req.uri().query().map(str::to_owned),
         peer,
-    };
+    );
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(x) => x,
         Err(e) => {

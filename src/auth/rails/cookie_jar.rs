@@ -14,13 +14,42 @@
 //! no longer verifies, exactly as in Rails.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// The cookies of one request, in header order, duplicates already dropped.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Its `Debug` shows cookie names only: values are credentials.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CookieJar {
     /// `(name, decoded value)`; `None` for an item without `=`.
     entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
+
+impl std::fmt::Debug for CookieJar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned()),
+            )
+            .finish()
+    }
+}
+
+/// A cookie name while parsing, as a key of the set of names already seen.
+#[derive(Hash)]
+struct Name<'a>(&'a [u8]);
+
+impl PartialEq for Name<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(test)]
+        tests::NAME_COMPARISONS.with(|c| c.set(c.get() + 1));
+        self.0 == other.0
+    }
+}
+
+impl Eq for Name<'_> {}
 
 impl CookieJar {
     /// Parses one `Cookie:` header value.
@@ -30,8 +59,15 @@ impl CookieJar {
 
     /// Parses one `Cookie:` header value given as raw bytes (header values need not be
     /// UTF-8).
+    ///
+    /// Linear in the header's length: each byte is looked at a bounded number of times
+    /// and duplicates are found through a hash set (SipHash with random keys, so chosen
+    /// names cannot make it degrade), never by comparing each name with every other.
     pub fn parse_bytes(header: &[u8]) -> Self {
+        #[cfg(test)]
+        tests::PARSES.with(|c| c.set(c.get() + 1));
         let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut seen: HashSet<Name<'_>> = HashSet::new();
         let mut rest = header;
         loop {
             let (item, next) = match rest.iter().position(|&b| b == b';') {
@@ -43,7 +79,7 @@ impl CookieJar {
                     Some(i) => (&item[..i], Some(&item[i + 1..])),
                     None => (item, None),
                 };
-                if !entries.iter().any(|(n, _)| n == name) {
+                if seen.insert(Name(name)) {
                     entries.push((name.to_vec(), value.map(|v| unescape(v).into_owned())));
                 }
             }
@@ -139,7 +175,8 @@ pub fn form_escape(value: &str, keep: impl Fn(u8) -> bool) -> String {
     out
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+/// The value of one ASCII hex digit; `None` for any other byte (no sign, no space).
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -149,9 +186,73 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many times two cookie names were compared while parsing, on this thread.
+        pub(super) static NAME_COMPARISONS: Cell<usize> = const { Cell::new(0) };
+        /// How many headers were parsed, on this thread.
+        pub(crate) static PARSES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The rules of the module docs written as plainly as possible (quadratic: every
+    /// name is compared with every name kept before it), to check the parser against.
+    fn reference_parse(header: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut items: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for (i, &b) in header.iter().enumerate() {
+            if b == b';' {
+                items.push(&header[start..i]);
+                start = i + 1;
+                while header.get(start) == Some(&b' ') {
+                    start += 1;
+                }
+            }
+        }
+        items.push(&header[start.min(header.len())..]);
+        for item in items.into_iter().filter(|i| !i.is_empty()) {
+            let (name, value) = match item.iter().position(|&b| b == b'=') {
+                Some(i) => (&item[..i], Some(&item[i + 1..])),
+                None => (item, None),
+            };
+            if out.iter().all(|(n, _)| n != name) {
+                out.push((name.to_vec(), value.map(|v| unescape(v).into_owned())));
+            }
+        }
+        out
+    }
+
+    fn comparisons_while_parsing(header: &[u8]) -> (usize, CookieJar) {
+        NAME_COMPARISONS.with(|c| c.set(0));
+        let jar = CookieJar::parse_bytes(header);
+        (NAME_COMPARISONS.with(Cell::get), jar)
+    }
+
+    #[test]
+    fn a_large_jar_is_parsed_without_comparing_every_name_with_every_other() {
+        // 20 000 distinct names, then each of them again: a hostile header, about
+        // 300 KB. Comparing each name with the ones kept before it takes 2e8
+        // comparisons here; a hash set compares about once per duplicate.
+        let n = 20_000;
+        let mut header = Vec::new();
+        for round in 0..2 {
+            for i in 0..n {
+                header.extend_from_slice(format!("c{i}={round}; ").as_bytes());
+            }
+        }
+        let (comparisons, jar) = comparisons_while_parsing(&header);
+        assert_eq!(jar.len(), n);
+        assert_eq!(jar.get("c19999"), Some(&b"0"[..]), "first occurrence wins");
+        assert!(
+            comparisons <= 4 * n,
+            "{comparisons} name comparisons for {} items",
+            2 * n
+        );
+    }
 
     #[test]
     fn splits_on_semicolon_and_spaces_only() {
@@ -211,6 +312,24 @@ mod tests {
         fn parse_never_panics(header in proptest::collection::vec(any::<u8>(), 0..512)) {
             let jar = CookieJar::parse_bytes(&header);
             let _ = jar.get("user_id");
+        }
+
+        #[test]
+        fn parse_matches_the_reference(
+            items in proptest::collection::vec(("[a-c ;=%+]{0,3}", "[a-c ;=%+0-9F]{0,4}"), 0..40),
+            seps in proptest::collection::vec("; {0,2}|;|=|", 0..40),
+        ) {
+            // Short names from a tiny alphabet make duplicates, empty items and odd
+            // separators likely.
+            let mut header = String::new();
+            for (i, (name, value)) in items.iter().enumerate() {
+                header.push_str(name);
+                header.push('=');
+                header.push_str(value);
+                header.push_str(seps.get(i).map_or("; ", String::as_str));
+            }
+            let jar = CookieJar::parse_bytes(header.as_bytes());
+            prop_assert_eq!(jar.entries, reference_parse(header.as_bytes()));
         }
 
         #[test]
