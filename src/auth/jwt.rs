@@ -331,7 +331,7 @@ mod tests {
     use serde_json::json;
     use std::time::Duration;
 
-    // Tokens from shared/reference/rails-app/fixtures/auth_variants.jsonl
+    // Tokens from protocol-fixtures/auth_variants.jsonl (the reference lab's recording)
     // (ruby-jwt 2.5.0, secret `refapp-jwt-secret`, recorded 2026-11-28T02:14:06Z).
     const VALID: &str =
         "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.oR4WNDTKjoCiYjWk7luSh_c4d1moIdq5mm3X4eDGGDc";

@@ -480,7 +480,7 @@ mod tests {
     }
 
     // ------------------------------------------------------------ reference lab fixtures
-    // Values copied from shared/reference/rails-app/fixtures/{auth_variants,
+    // Values copied from protocol-fixtures/{auth_variants,
     // bad_cookie_signature,no_auth}.jsonl (recorded against Rails 6.1.7.10).
 
     const LAB_SIGNED_USER_1: &str = "eyJfcmFpbHMiOnsibWVzc2FnZSI6Ik1RPT0iLCJleHAiOm51bGwsInB1ciI6ImNvb2tpZS51c2VyX2lkIn19--acadec505568632a9396988991be9679b1a80001";
