@@ -7,6 +7,8 @@
 #   scenarios: connect-1000 connect-5000 connect-15000 connect-15000-bare
 #              broadcast-1000 broadcast-10000 fanout-ceiling presence-churn
 #              connect-cookie (signed-cookie auth + subscribe at 3,000/s)
+#              connect-cookie-ceiling (the same offered at 3,000-9,000/s: where it
+#              saturates; CEILING_RATES overrides the rates)
 #              presence-churn-5k presence-churn-1k (presence targets; run them with
 #              SERVER=ferrocable-redis)
 #
@@ -154,6 +156,17 @@ scenario() {
       run "$1" connect --n 15000 --rate 3000 --hold 2 --source-ips 4 \
         --identifier "$PRESENCE_ID" --room-size 10 \
         --auth signed-cookie --secret-key-base "$SECRET" ;;
+    connect-cookie-ceiling)
+      # The same connects offered faster than the target, to find where the server
+      # saturates: connects/s achieved vs offered, confirm p99 and failures per rate.
+      [ "$SERVER" = anycable ] && { echo "connect-cookie-ceiling: ferrocable only" >&2; return; }
+      for rate in ${CEILING_RATES:-3000 4500 6000 9000}; do
+        local n=$((rate * 4))
+        [ "$n" -gt 18000 ] && n=18000
+        run "$1-$rate" connect --n "$n" --rate "$rate" --hold 2 --source-ips 4 \
+          --identifier "$PRESENCE_ID" --room-size 10 \
+          --auth signed-cookie --secret-key-base "$SECRET"
+      done ;;
     connect-15000-bare) run "$1" connect --n 15000 --rate 2000 --hold 10 --source-ips 4 ;;
     broadcast-1000) run "$1" broadcast --n 1000 --m 100 --rate 10 --source-ips 4 \
       $(broadcast_flags) ;;
