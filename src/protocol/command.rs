@@ -50,9 +50,53 @@ impl fmt::Debug for Identifier {
     }
 }
 
+/// Shown clipped ([`clip`]): Display is for log lines, and the string is the client's.
 impl fmt::Display for Identifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&clip(&self.0), f)
+    }
+}
+
+/// Characters of a client value a log line shows at most ([`clip`]).
+pub const LOG_CLIP: usize = 200;
+
+/// A client value as a log line shows it: its first [`LOG_CLIP`] characters, then how
+/// many bytes were left out, so a client cannot make one log line arbitrarily long.
+#[derive(Clone, Copy)]
+pub struct Clipped<'a> {
+    shown: &'a str,
+    left_out: usize,
+}
+
+/// Clips `s` for a log line (see [`Clipped`]).
+pub fn clip(s: &str) -> Clipped<'_> {
+    let end = s.char_indices().nth(LOG_CLIP).map_or(s.len(), |(i, _)| i);
+    Clipped {
+        shown: &s[..end],
+        left_out: s.len() - end,
+    }
+}
+
+impl Clipped<'_> {
+    fn suffix(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.left_out > 0 {
+            write!(f, "…(+{} bytes)", self.left_out)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.shown)?;
+        self.suffix(f)
+    }
+}
+
+impl fmt::Debug for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.shown, f)?;
+        self.suffix(f)
     }
 }
 
