@@ -577,10 +577,12 @@ mod tests {
         let conn = Connection::with_budget(2, 1000);
         for _ in 0..3 {
             let mut out = VecDeque::new();
-            conn.send_text(Bytes::from(vec![b'x'; 5000])).expect("empty outbox");
+            conn.send_text(Bytes::from(vec![b'x'; 5000]))
+                .expect("empty outbox");
             assert_eq!(conn.take_now(&mut out), 1);
         }
-        conn.send_text(Bytes::from(vec![b'x'; 5000])).expect("empty outbox");
+        conn.send_text(Bytes::from(vec![b'x'; 5000]))
+            .expect("empty outbox");
         assert_eq!(
             conn.send_text(Bytes::from_static(b"1")),
             Err(SendError::Overflow)
