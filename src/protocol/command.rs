@@ -264,6 +264,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_values_are_clipped_for_logs() {
+        assert_eq!(clip("short").to_string(), "short");
+        let long = "é".repeat(LOG_CLIP + 10);
+        let shown = clip(&long).to_string();
+        assert!(shown.starts_with(&"é".repeat(LOG_CLIP)), "{shown}");
+        assert!(shown.ends_with("…(+20 bytes)"), "{shown}");
+        assert_eq!(
+            format!("{:?}", clip(&"\"".repeat(LOG_CLIP + 1))),
+            format!("{:?}…(+1 bytes)", "\"".repeat(LOG_CLIP))
+        );
+        let id = Identifier::new(&format!(
+            r#"{{"channel":"C","x":"{}"}}"#,
+            "y".repeat(10_000)
+        ));
+        assert!(id.to_string().len() < 300, "identifiers display clipped");
+        assert_eq!(id.as_str().len(), 10_022, "and stay whole");
+    }
+
+    #[test]
     fn decodes_the_three_commands() {
         let sub = br#"{"command":"subscribe","identifier":"{\"channel\":\"PresenceChannel\",\"room_id\":\"1\"}"}"#;
         let ClientCommand::Subscribe { identifier } = ClientCommand::decode(sub).expect("valid")

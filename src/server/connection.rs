@@ -12,7 +12,9 @@
 //! builds its buffer per batch.
 //!
 //! Ending a connection is decided once, through [`Connection::close`] (by the reader on
-//! a protocol error or shutdown, by the hub on outbox overflow); the writer then sends
+//! a protocol error or shutdown, by the hub when a frame would take the outbox past its
+//! byte budget, by the writer when a socket write makes no progress for the write
+//! timeout: both are a slow client); the writer then sends
 //! the final frames, the reader waits briefly for the client's close reply, and the
 //! connection's subscriptions are removed (which runs presence leaves).
 //!
