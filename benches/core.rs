@@ -51,7 +51,7 @@ fn fan_out(c: &mut Criterion) {
         let id = Identifier::new(r#"{"channel":"PresenceChannel","room_id":"1"}"#);
         let mut receivers = Vec::with_capacity(n);
         for i in 0..n {
-            let conn = Connection::new(i as u64, 4);
+            let conn = Connection::with_budget(i as u64, 1 << 20);
             hub.subscribe("presence_room_1", &id, &conn);
             receivers.push(conn);
         }

@@ -8,6 +8,8 @@
 //! - The subscription gauge changes only through [`Metrics::subscriptions_changed`],
 //!   called with the table's size difference around each command and at teardown.
 //! - No credential, cookie or token value is ever a label or a log field.
+//! - Client values (identifiers, stream and room names, action names) are logged
+//!   clipped ([`crate::protocol::clip`]), never whole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ use crate::presence::{
     ChangeKind, Join, Leave, Maintenance, PresenceChange, PresenceError, PresenceStore,
     SubscriptionKey, UserId,
 };
-use crate::protocol::Identifier;
+use crate::protocol::{clip, Identifier};
 
 /// A `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,8 +47,8 @@ pub struct CommandLabel {
 /// A `limit` label: which limit triggered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabel {
-    /// `connections`, `message_size`, `subscriptions`, `outbox`, `command_rate`,
-    /// `command_flood`, `handshake_deadline` or `auth_deadline`.
+    /// `connections`, `message_size`, `subscriptions`, `identifier_size`, `outbox`,
+    /// `command_rate`, `command_flood`, `handshake_deadline` or `auth_deadline`.
     pub limit: &'static str,
 }
 
@@ -306,7 +308,7 @@ impl Metrics {
         if reason == "capacity" {
             self.limit("connections");
         }
-        tracing::info!(peer = %peer, reason, detail, "upgrade refused");
+        tracing::info!(peer = %peer, reason, detail = %clip(detail), "upgrade refused");
     }
 
     /// A connection was refused by authentication.
@@ -367,7 +369,7 @@ impl Metrics {
     pub fn broadcast(&self, stream: &str, delivered: usize) {
         self.broadcasts.inc();
         self.deliveries.inc_by(delivered as u64);
-        tracing::trace!(stream, delivered, "broadcast fanned out");
+        tracing::trace!(stream = %clip(stream), delivered, "broadcast fanned out");
     }
 
     /// A broadcast of `payload_len` bytes was fanned out to `delivered` subscribers.
@@ -459,6 +461,10 @@ impl Metrics {
                 self.limit("subscriptions");
                 "too_many"
             }
+            "identifier too large (--max-identifier-size)" => {
+                self.limit("identifier_size");
+                "too_large"
+            }
             "rejected by channel" => "channel",
             "backend failure" => "backend",
             _ => "other",
@@ -486,11 +492,11 @@ impl Metrics {
             None => {
                 self.published.inc();
                 self.published_bytes.inc_by(len as u64);
-                tracing::trace!(stream, bytes = len, "broadcast published");
+                tracing::trace!(stream = %clip(stream), bytes = len, "broadcast published");
             }
             Some(e) => {
                 self.publish_failures.inc();
-                tracing::warn!(stream, error = %e, "broadcast not published, lost");
+                tracing::warn!(stream = %clip(stream), error = %e, "broadcast not published, lost");
             }
         }
     }
@@ -500,7 +506,7 @@ impl Metrics {
         self.presence_joins
             .get_or_create(&StoreLabel { store })
             .inc();
-        tracing::debug!(store, room, user, "presence join");
+        tracing::debug!(store, room = %clip(room), user, "presence join");
     }
 
     /// A user stopped being a member of `room`.
@@ -508,7 +514,7 @@ impl Metrics {
         self.presence_leaves
             .get_or_create(&StoreLabel { store })
             .inc();
-        tracing::debug!(store, room, user, "presence leave");
+        tracing::debug!(store, room = %clip(room), user, "presence leave");
     }
 
     /// A presence sweep ran: `Ok(changes found)` or the failure.

@@ -113,7 +113,7 @@ async fn subscriptions_per_connection_are_capped() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
     const N: usize = 640;
-    let server = TestServer::start(&["--outbox-capacity", "64", "--max-message-size", "100000"]);
+    let server = TestServer::start(&["--outbox-bytes", "2097152", "--max-message-size", "100000"]);
     let mut slow = chatting(&server, 3).await;
     let watcher = chatting(&server, 2).await;
     let speaker = chatting(&server, 1).await;
@@ -202,6 +202,92 @@ async fn a_client_that_never_reads_is_disconnected_and_nobody_else_stalls() {
     assert!(
         server.log().contains("slow client"),
         "the eviction is logged"
+    );
+}
+
+#[tokio::test]
+async fn a_client_whose_socket_takes_no_bytes_is_cut_off_by_the_write_timeout() {
+    // A byte budget too big to overflow here: only the write timeout can catch it.
+    let server = TestServer::start(&[
+        "--outbox-bytes",
+        "1000000000",
+        "--write-timeout",
+        "0.5",
+        "--max-message-size",
+        "100000",
+    ]);
+    let mut slow = chatting(&server, 3).await;
+    let mut speaker = chatting(&server, 1).await;
+    let frame = command(
+        "message",
+        CHAT,
+        Some(&serde_json::json!({"text": "z".repeat(64 * 1024), "action": "speak"}).to_string()),
+    );
+    // Broadcast until the slow client's socket buffers are full and a write to it
+    // stalls; the speaker's own echoes pace it (each batch has been fanned out).
+    let mut sent = 0;
+    while !server.log().contains("socket write stalled") {
+        assert!(sent < 2000, "no stall after {sent} messages of 64 KiB");
+        for _ in 0..16 {
+            speaker.send(&frame).await;
+        }
+        sent += 16;
+        assert_eq!(speaker.drain().await.len(), 16);
+    }
+    let mut seen = 0;
+    loop {
+        match slow.next().await {
+            Seen::Text(t) if t.contains("\"user_id\":1") => seen += 1,
+            Seen::Text(_) => {}
+            Seen::Close(_) | Seen::End => break,
+        }
+    }
+    assert!(
+        seen < sent,
+        "the stalled client was cut off ({seen} of {sent})"
+    );
+    assert!(server.log().contains("slow client disconnected"));
+}
+
+#[tokio::test]
+async fn oversized_identifiers_are_rejected_and_client_values_are_logged_clipped() {
+    let server = TestServer::start(&[]);
+    let mut c = CableClient::welcomed(&server, 1).await;
+    // A valid ChatChannel identifier, its room past the 4 KiB default cap.
+    let room = "r".repeat(5000);
+    let big = format!(r#"{{"channel":"ChatChannel","room":"{room}"}}"#);
+    c.subscribe(&big).await;
+    let got = c.drain().await;
+    assert!(
+        got == vec![reject(&big)],
+        "expected a reject, got: {:?}",
+        got.iter()
+            .map(|t| t.get(t.len().saturating_sub(40)..).unwrap_or(t))
+            .collect::<Vec<_>>()
+    );
+    // Under the cap it is an ordinary subscription.
+    let fits = format!(
+        r#"{{"channel":"ChatChannel","room":"{}"}}"#,
+        "r".repeat(4000)
+    );
+    c.subscribe(&fits).await;
+    assert_eq!(c.drain().await, vec![confirm(&fits)]);
+    let action = "a".repeat(5000);
+    c.perform(&fits, &format!(r#"{{"action":"{action}"}}"#))
+        .await;
+    assert_eq!(c.drain().await, Vec::<String>::new());
+
+    let log = server.log();
+    assert!(log.contains("identifier too large"), "{log}");
+    assert!(log.contains("unknown action"), "{log}");
+    assert!(
+        !log.contains(&room),
+        "a rejected identifier is logged clipped"
+    );
+    assert!(!log.contains(&"r".repeat(1000)), "an accepted one too");
+    assert!(
+        !log.contains(&"a".repeat(1000)),
+        "an unknown action name too"
     );
 }
 

@@ -72,6 +72,15 @@ impl Ctx<'_> {
             .conn
             .send_text(frames::message(self.identifier, payload));
     }
+
+    /// Waits until the connection's outbox has room ([`crate::hub::Connection::wait_for_room`]);
+    /// returns false when the connection is closing instead. A reply of many frames
+    /// (a presence roster) calls this before each [`Ctx::transmit`], so it goes out at
+    /// the pace the client reads and never overflows the outbox.
+    pub async fn has_room(&self) -> bool {
+        self.conn.wait_for_room().await;
+        !self.conn.closing().is_cancelled()
+    }
 }
 
 /// The outcome of a `perform`.
@@ -220,18 +229,21 @@ pub struct Subscriptions {
     entries: table::Table<Identifier, Entry>,
     next_seq: u32,
     max: usize,
+    max_identifier: usize,
 }
 
 impl Subscriptions {
     /// An empty table for `conn`, authenticated as `identity`, holding at most `max`
-    /// subscriptions.
-    pub fn new(conn: ConnHandle, identity: Identity, max: usize) -> Self {
+    /// subscriptions whose identifiers are at most `max_identifier` bytes each, so a
+    /// connection's subscriptions pin a bounded amount of memory.
+    pub fn new(conn: ConnHandle, identity: Identity, max: usize, max_identifier: usize) -> Self {
         Subscriptions {
             conn,
             identity,
             entries: table::Table::new(),
             next_seq: 0,
             max,
+            max_identifier,
         }
     }
 
@@ -263,11 +275,18 @@ impl Subscriptions {
             Ok(p) => p,
             Err(e) => return CommandOutcome::Ignored(e.to_string()),
         };
+        // An oversized identifier is not kept: its streams, room and params would be
+        // held as long as the subscription. (Parsing it first, bounded by the message
+        // size, keeps Rails' silence for an identifier that is not JSON.)
+        if identifier.as_str().len() > self.max_identifier {
+            self.send(frames::reject(&identifier));
+            return CommandOutcome::Rejected("identifier too large (--max-identifier-size)");
+        }
         let channel = match (channels.registry.get(&params.channel), &channels.unknown) {
             (Some(channel), _) => channel,
             (None, Some(fallback)) => {
                 tracing::info!(
-                    channel = %params.channel,
+                    channel = %crate::protocol::clip(&params.channel),
                     "unknown channel confirmed with no streams (--confirm-unknown-channels)"
                 );
                 fallback
@@ -381,11 +400,13 @@ impl Subscriptions {
         };
         match entry.sub.perform(&ctx, action, data).await {
             Ok(Performed::Done) => CommandOutcome::Performed,
-            Ok(Performed::UnknownAction) => {
-                CommandOutcome::Ignored(format!("unknown action {action:?}"))
-            }
+            Ok(Performed::UnknownAction) => CommandOutcome::Ignored(format!(
+                "unknown action {:?}",
+                crate::protocol::clip(action)
+            )),
             Err(e) => {
-                tracing::error!(error = %e, identifier = %identifier, action, "action failed");
+                let action = crate::protocol::clip(action);
+                tracing::error!(error = %e, identifier = %identifier, action = %action, "action failed");
                 CommandOutcome::Ignored("action failed".into())
             }
         }

@@ -11,6 +11,22 @@
 //!   one `user_joined` per member already present, so the seed's unchanged Stimulus
 //!   controller shows the whole roster.
 //!
+//! # The roster replay
+//! Roster frames are ours (Rails sends none), and carry
+//! `{"action":"user_joined","user":{…},"member_count":n}`: the user and the room's
+//! count, **no `member_ids`**. The seed's controller reads only `user` and
+//! `member_count`, so it renders every member and the right count; the full
+//! `member_ids` list reaches the newcomer once, in its own `user_joined` broadcast right
+//! after the roster. With the list in every roster frame a newcomer's bytes grew with
+//! the square of the room (10,000 members: 10,000 frames of ~60 KB); without it they
+//! are linear. Broadcasts (`user_joined` / `user_left` to the whole room) keep Rails'
+//! exact shape, `member_ids` included.
+//!
+//! The replay waits for room in the connection's outbox before each frame
+//! ([`Ctx::has_room`]), so a room of any size goes out at the pace the newcomer reads:
+//! it is never cut off as a slow client for its own roster, and the half of the outbox
+//! kept for broadcasts stays free. It stops early if the connection closes.
+//!
 //! A shared store (Redis) also finds membership changes nobody unsubscribed for: the
 //! users of a crashed node, stale members, users re-registered after Redis lost them.
 //! [`run_maintenance`] sweeps it periodically and broadcasts those as `user_left` /
@@ -62,21 +78,40 @@ pub fn room_stream(room: &str) -> String {
 
 /// Encodes a presence event as the seed's `broadcast_presence_change` does.
 pub fn event_payload(action: &str, user_json: &[u8], member_ids: &[UserId]) -> Bytes {
-    let mut out = Vec::with_capacity(96 + user_json.len() + member_ids.len() * 8);
+    encode_event(action, user_json, Some(member_ids), member_ids.len())
+}
+
+/// Encodes a roster frame: `user_joined` with the user and the room's `member_count`,
+/// without `member_ids` (see the module docs).
+pub fn roster_payload(user_json: &[u8], member_count: usize) -> Bytes {
+    encode_event("user_joined", user_json, None, member_count)
+}
+
+fn encode_event(
+    action: &str,
+    user_json: &[u8],
+    member_ids: Option<&[UserId]>,
+    member_count: usize,
+) -> Bytes {
+    let ids = member_ids.unwrap_or_default();
+    let mut out = Vec::with_capacity(96 + user_json.len() + ids.len() * 8);
     out.extend_from_slice(b"{\"action\":");
     json::write_str(&mut out, action);
     out.extend_from_slice(b",\"user\":");
     out.extend_from_slice(user_json);
-    out.extend_from_slice(b",\"member_ids\":[");
     let mut buf = itoa::Buffer::new();
-    for (i, id) in member_ids.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    if member_ids.is_some() {
+        out.extend_from_slice(b",\"member_ids\":[");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(buf.format(*id).as_bytes());
         }
-        out.extend_from_slice(buf.format(*id).as_bytes());
+        out.push(b']');
     }
-    out.extend_from_slice(b"],\"member_count\":");
-    out.extend_from_slice(buf.format(member_ids.len()).as_bytes());
+    out.extend_from_slice(b",\"member_count\":");
+    out.extend_from_slice(buf.format(member_count).as_bytes());
     out.push(b'}');
     Bytes::from(out)
 }
@@ -202,6 +237,24 @@ impl PresenceSubscription {
             None => Arc::new(UserProfile::new(id, None, None)),
         })
     }
+
+    /// Sends the newcomer `me` one roster frame per other member, paced by its outbox
+    /// (see the module docs). Stops early when the connection closes.
+    async fn replay_roster(
+        &self,
+        ctx: &Ctx<'_>,
+        me: UserId,
+        member_ids: &[UserId],
+    ) -> Result<(), ChannelError> {
+        for &member in member_ids.iter().filter(|&&m| m != me) {
+            if !ctx.has_room().await {
+                return Ok(());
+            }
+            let profile = self.profile(member).await?;
+            ctx.transmit(&roster_payload(profile.json(), member_ids.len()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -215,14 +268,7 @@ impl Subscription for PresenceSubscription {
         let join = self.store.join(&self.room, me, ctx.key).await?;
         self.joined = true;
         if !self.strict {
-            for &member in join.member_ids.iter().filter(|&&m| m != me) {
-                let profile = self.profile(member).await?;
-                ctx.transmit(&event_payload(
-                    "user_joined",
-                    profile.json(),
-                    &join.member_ids,
-                ));
-            }
+            self.replay_roster(ctx, me, &join.member_ids).await?;
         }
         let payload = event_payload("user_joined", ctx.identity.profile.json(), &join.member_ids);
         self.broker.publish(&self.streams[0], payload).await?;
@@ -282,6 +328,15 @@ mod tests {
         assert_eq!(
             &event_payload("user_left", alice.json(), &[])[..],
             br#"{"action":"user_left","user":{"id":1,"name":"Alice","avatar_url":"https://example.test/avatars/alice.png"},"member_ids":[],"member_count":0}"#
+        );
+    }
+
+    #[test]
+    fn roster_frames_carry_the_user_and_the_count_only() {
+        let bob = UserProfile::new(2, Some("Bob".into()), None);
+        assert_eq!(
+            &roster_payload(bob.json(), 3)[..],
+            br#"{"action":"user_joined","user":{"id":2,"name":"Bob","avatar_url":null},"member_count":3}"#
         );
     }
 }

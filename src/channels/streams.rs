@@ -440,7 +440,7 @@ impl super::Channel for StreamChannel {
             let set = render_stream(template, params, ctx.identity.user_id);
             let user = itoa::Buffer::new().format(ctx.identity.user_id).to_owned();
             if !membership.is_member(&set, &user).await? {
-                tracing::info!(channel, set = %set, user = ctx.identity.user_id, "not a member: subscription rejected");
+                tracing::info!(channel, set = %crate::protocol::clip(&set), user = ctx.identity.user_id, "not a member: subscription rejected");
                 return Ok(None);
             }
         }

@@ -224,9 +224,22 @@ pub struct Config {
     #[arg(long, env = "FERROCABLE_STRICT_PRESENCE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub strict_presence: bool,
 
-    /// Frames queued per connection before it counts as slow and is disconnected.
-    #[arg(long, env = "FERROCABLE_OUTBOX_CAPACITY", default_value_t = 256)]
-    pub outbox_capacity: usize,
+    /// Bytes queued per connection (each frame counted with a 64-byte overhead)
+    /// before it counts as slow and is disconnected (`slow_client`). A client that
+    /// keeps reading is never cut off for a burst that fits.
+    #[arg(long, env = "FERROCABLE_OUTBOX_BYTES", default_value_t = 1 << 20)]
+    pub outbox_bytes: usize,
+
+    /// Seconds a socket write may make no progress (the client reads nothing) before
+    /// the connection counts as slow and is disconnected.
+    #[arg(long, env = "FERROCABLE_WRITE_TIMEOUT", default_value_t = 2.0)]
+    pub write_timeout: f64,
+
+    /// Largest subscription identifier accepted, in bytes (it holds the channel
+    /// params: room ids, signed stream names); a larger one is rejected
+    /// (`reject_subscription`) and its other commands ignored.
+    #[arg(long, env = "FERROCABLE_MAX_IDENTIFIER_SIZE", default_value_t = 4096)]
+    pub max_identifier_size: usize,
 
     /// Largest client message accepted, in bytes; a larger one closes the connection
     /// with code 1009.
@@ -699,7 +712,8 @@ impl Config {
             }
         }
         for (name, value) in [
-            ("--outbox-capacity", self.outbox_capacity),
+            ("--outbox-bytes", self.outbox_bytes),
+            ("--max-identifier-size", self.max_identifier_size),
             ("--max-message-size", self.max_message_size),
             ("--max-subscriptions", self.max_subscriptions),
             ("--max-connections", self.max_connections),
@@ -711,6 +725,13 @@ impl Config {
                     value: value.to_string(),
                 });
             }
+        }
+        if !(self.write_timeout.is_finite() && (0.1..=3600.0).contains(&self.write_timeout)) {
+            return Err(ConfigError::BadLimit {
+                name: "--write-timeout",
+                what: "between 0.1 and 3600 seconds",
+                value: self.write_timeout.to_string(),
+            });
         }
         for (name, value) in [
             ("--drain-delay", self.drain_delay),
@@ -891,8 +912,12 @@ mod tests {
         );
         let e = parse(&["--path", "cable"]).check().unwrap_err();
         assert!(e.to_string().contains("--path"), "{e}");
-        let e = parse(&["--outbox-capacity", "0"]).check().unwrap_err();
-        assert!(e.to_string().contains("--outbox-capacity"), "{e}");
+        let e = parse(&["--outbox-bytes", "0"]).check().unwrap_err();
+        assert!(e.to_string().contains("--outbox-bytes"), "{e}");
+        let e = parse(&["--max-identifier-size", "0"]).check().unwrap_err();
+        assert!(e.to_string().contains("--max-identifier-size"), "{e}");
+        let e = parse(&["--write-timeout", "0"]).check().unwrap_err();
+        assert!(e.to_string().contains("--write-timeout"), "{e}");
         let e = parse(&["--channels-file", "/nonexistent/x.toml"])
             .check()
             .unwrap_err();

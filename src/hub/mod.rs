@@ -3,11 +3,16 @@
 //! # Invariants
 //! - A broadcast is encoded once per distinct identifier on the stream (usually once),
 //!   and every connection gets a reference-counted clone of those bytes.
-//! - Fan-out never waits: each connection has a bounded outbox; when it is full the
-//!   connection is closed as a slow client (its writer sends `slow_client` with
-//!   `reconnect: true`) and the broadcast goes on to everybody else. Only the
-//!   connection's own reader waits ([`Connection::wait_for_room`]) before reading the
-//!   client's next command, so replies to the client's own commands cannot overflow it.
+//! - Fan-out never waits: each connection has an outbox bounded in bytes (each frame
+//!   charged its length plus [`FRAME_OVERHEAD`]); when a frame would take it past the
+//!   budget the connection is closed as a slow client (its writer sends `slow_client`
+//!   with `reconnect: true`) and the broadcast goes on to everybody else. A burst of
+//!   frames to a client that keeps reading is not slowness: only bytes pending past the
+//!   budget are, or a write stalled past the write timeout (the writer's side, in
+//!   `server::connection`). Only the connection itself waits
+//!   ([`Connection::wait_for_room`]): its reader before reading the client's next
+//!   command, and a command's long reply (a presence roster) between frames, so
+//!   replies to the client's own commands cannot overflow it.
 //! - [`Hub::subscribe`] reports the first local subscriber of a stream and
 //!   [`Hub::unsubscribe`] the last (the broker keeps its own reference count).
 //! - Connections are also indexed by Rails connection identifier, so a remote
@@ -52,14 +57,21 @@ pub enum Closing {
     PeerGone,
 }
 
+/// Bytes charged per queued frame on top of its payload (the queue slot, the shared
+/// buffer's header), so that a flood of tiny frames also meets the byte budget.
+pub const FRAME_OVERHEAD: usize = 64;
+
 /// The shared half of a connection that the hub and the channels push frames into.
 ///
-/// The outbox is a bounded queue that holds no allocation while empty (an idle
-/// connection costs no buffer); the writer takes everything queued in one go.
+/// The outbox is a queue bounded in bytes that holds no allocation while empty (an
+/// idle connection costs no buffer); the writer takes everything queued in one go, so
+/// at most about twice the budget is held for a connection: one budget queued, one
+/// being written.
 #[derive(Debug)]
 pub struct Connection {
     id: ConnId,
-    capacity: usize,
+    /// Bytes the outbox may hold (frames plus [`FRAME_OVERHEAD`] each).
+    budget: usize,
     outbox: parking_lot::Mutex<Outbox>,
     ready: Notify,
     /// Signalled when the writer empties the outbox (see [`Connection::wait_for_room`]).
@@ -71,7 +83,17 @@ pub struct Connection {
 #[derive(Debug, Default)]
 struct Outbox {
     items: VecDeque<Outgoing>,
+    /// What `items` are charged, in bytes.
+    bytes: usize,
     shut: bool,
+}
+
+impl Outgoing {
+    /// What the frame is charged in an outbox.
+    fn cost(&self) -> usize {
+        let (Outgoing::Text(b) | Outgoing::Pong(b) | Outgoing::Close(b)) = self;
+        b.len() + FRAME_OVERHEAD
+    }
 }
 
 /// A cheap, cloneable reference to a [`Connection`].
@@ -80,19 +102,21 @@ pub type ConnHandle = Arc<Connection>;
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
-    /// The outbox was full: the connection has been marked evicted.
+    /// The frame would have taken the outbox past its byte budget: the connection has
+    /// been marked evicted.
     Overflow,
     /// The connection is gone.
     Closed,
 }
 
 impl Connection {
-    /// Creates the shared half of a connection; `capacity` bounds the frames queued
-    /// for it.
-    pub fn new(id: ConnId, capacity: usize) -> ConnHandle {
+    /// Creates the shared half of a connection whose outbox holds at most `budget`
+    /// bytes (each frame charged its length plus [`FRAME_OVERHEAD`]). A single frame
+    /// larger than the budget is still queued when the outbox is empty.
+    pub fn with_budget(id: ConnId, budget: usize) -> ConnHandle {
         Arc::new(Connection {
             id,
-            capacity: capacity.max(1),
+            budget: budget.max(1),
             outbox: parking_lot::Mutex::new(Outbox::default()),
             ready: Notify::new(),
             room: Notify::new(),
@@ -105,6 +129,7 @@ impl Connection {
     pub fn take_now(&self, out: &mut VecDeque<Outgoing>) -> usize {
         let mut q = self.outbox.lock();
         let n = q.items.len();
+        q.bytes = 0;
         if out.is_empty() {
             // The queue's allocation leaves with the frames: an idle connection holds
             // no outbox buffer, and the writer drops it once they are written.
@@ -119,19 +144,20 @@ impl Connection {
         n
     }
 
-    /// Waits until at most half the outbox is in use, or the connection is closing.
+    /// Waits until at most half the byte budget is in use, or the connection is
+    /// closing.
     ///
-    /// The reader calls this before reading the client's next frame, so replies to the
-    /// client's own commands (confirms, pongs) wait for the writer instead of
-    /// overflowing the outbox: a client sending a burst of commands is slowed down,
-    /// never disconnected as slow for its own replies. Half the capacity stays free for
-    /// the replies of one command (a presence roster) and for broadcasts, which never
-    /// wait. Cancel-safe.
+    /// The reader calls this before reading the client's next frame, and a command
+    /// with a long reply (a presence roster) between its frames, so replies to the
+    /// client's own commands (confirms, pongs, rosters) wait for the writer instead of
+    /// overflowing the outbox: a client sending a burst of commands, or joining a big
+    /// room, is slowed down, never disconnected as slow for its own replies. Half the
+    /// budget stays free for broadcasts, which never wait. Cancel-safe.
     pub async fn wait_for_room(&self) {
         loop {
             {
                 let q = self.outbox.lock();
-                if q.shut || q.items.len() <= self.capacity / 2 || self.closing.is_cancelled() {
+                if q.shut || q.bytes <= self.budget / 2 || self.closing.is_cancelled() {
                     return;
                 }
             }
@@ -159,6 +185,7 @@ impl Connection {
         let mut q = self.outbox.lock();
         q.shut = true;
         q.items = VecDeque::new();
+        q.bytes = 0;
         drop(q);
         self.room.notify_one();
     }
@@ -194,20 +221,29 @@ impl Connection {
     /// Queues a frame without waiting.
     ///
     /// # Errors
-    /// [`SendError::Overflow`] when the outbox is full: the connection is then closed as
-    /// a slow client. [`SendError::Closed`] when the connection is gone.
+    /// [`SendError::Overflow`] when the frame would take the outbox past its byte
+    /// budget: the connection is then closed as a slow client. [`SendError::Closed`]
+    /// when the connection is gone.
     pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
+        let cost = item.cost();
         let mut q = self.outbox.lock();
         if q.shut {
             return Err(SendError::Closed);
         }
-        if q.items.len() >= self.capacity {
+        if q.bytes > 0 && q.bytes + cost > self.budget {
+            let pending = q.bytes;
             drop(q);
             if self.close(Closing::Disconnect(DisconnectReason::SlowClient)) {
-                tracing::warn!(conn = self.id, "outbox full, disconnecting slow client");
+                tracing::warn!(
+                    conn = self.id,
+                    pending,
+                    budget = self.budget,
+                    "outbox over its byte budget, disconnecting slow client"
+                );
             }
             return Err(SendError::Overflow);
         }
+        q.bytes += cost;
         q.items.push_back(item);
         drop(q);
         self.ready.notify_one();
@@ -397,7 +433,7 @@ mod tests {
 
     #[tokio::test]
     async fn take_waits_for_a_frame_and_loses_no_wakeup() {
-        let conn = Connection::new(1, 4);
+        let conn = Connection::with_budget(1, 4096);
         let c = conn.clone();
         let waiter = tokio::spawn(async move {
             let mut out = VecDeque::new();
@@ -431,9 +467,9 @@ mod tests {
         let hub = Hub::new(4);
         let a = Identifier::new(r#"{"channel":"C","r":"1"}"#);
         let b = Identifier::new(r#"{"r":"1","channel":"C"}"#);
-        let c1 = Connection::new(1, 8);
-        let c2 = Connection::new(2, 8);
-        let c3 = Connection::new(3, 8);
+        let c1 = Connection::with_budget(1, 4096);
+        let c2 = Connection::with_budget(2, 4096);
+        let c3 = Connection::with_budget(3, 4096);
         assert!(hub.subscribe("s", &a, &c1));
         assert!(!hub.subscribe("s", &a, &c2));
         assert!(!hub.subscribe("s", &b, &c3));
@@ -464,8 +500,9 @@ mod tests {
     fn overflow_evicts_only_the_slow_connection() {
         let hub = Hub::new(1);
         let id = Identifier::new("{}");
-        let slow = Connection::new(1, 1);
-        let fast = Connection::new(2, 8);
+        // Room for one frame: the first is queued into the empty outbox.
+        let slow = Connection::with_budget(1, 1);
+        let fast = Connection::with_budget(2, 4096);
         hub.subscribe("s", &id, &slow);
         hub.subscribe("s", &id, &fast);
         hub.broadcast("s", b"1");
@@ -485,7 +522,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_reader_waits_for_room_until_the_writer_drains() {
-        let conn = Connection::new(1, 4);
+        // Room for four empty frames.
+        let conn = Connection::with_budget(1, 4 * FRAME_OVERHEAD);
         // Half full or less: no wait.
         for _ in 0..2 {
             conn.send_text(Bytes::new()).expect("room");
@@ -519,12 +557,45 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_counts_bytes_not_frames() {
+        let conn = Connection::with_budget(1, 10 * (FRAME_OVERHEAD + 100));
+        // Many small frames fit where few large ones do.
+        for _ in 0..10 {
+            conn.send_text(Bytes::from(vec![b'x'; 100])).expect("room");
+        }
+        assert_eq!(
+            conn.send_text(Bytes::from_static(b"1")),
+            Err(SendError::Overflow)
+        );
+        assert_eq!(
+            conn.closing_how(),
+            Some(Closing::Disconnect(DisconnectReason::SlowClient))
+        );
+
+        // Draining gives the budget back; a frame larger than the whole budget still
+        // goes into an empty outbox (a big broadcast is not slowness), not after one.
+        let conn = Connection::with_budget(2, 1000);
+        for _ in 0..3 {
+            let mut out = VecDeque::new();
+            conn.send_text(Bytes::from(vec![b'x'; 5000]))
+                .expect("empty outbox");
+            assert_eq!(conn.take_now(&mut out), 1);
+        }
+        conn.send_text(Bytes::from(vec![b'x'; 5000]))
+            .expect("empty outbox");
+        assert_eq!(
+            conn.send_text(Bytes::from_static(b"1")),
+            Err(SendError::Overflow)
+        );
+    }
+
+    #[test]
     fn remote_disconnect_closes_every_connection_of_the_identifier() {
         let hub = Hub::new(1);
         let (a, b, other) = (
-            Connection::new(1, 1),
-            Connection::new(2, 1),
-            Connection::new(3, 1),
+            Connection::with_budget(1, 1),
+            Connection::with_budget(2, 1),
+            Connection::with_budget(3, 1),
         );
         assert!(hub.identify("gid1", &a));
         assert!(!hub.identify("gid1", &b));
@@ -541,8 +612,8 @@ mod tests {
     fn first_and_last_subscriber_are_reported() {
         let hub = Hub::new(2);
         let id = Identifier::new("{}");
-        let c1 = Connection::new(1, 1);
-        let c2 = Connection::new(2, 1);
+        let c1 = Connection::with_budget(1, 1);
+        let c2 = Connection::with_budget(2, 1);
         assert!(hub.subscribe("s", &id, &c1));
         assert!(!hub.subscribe("s", &id, &c1), "idempotent");
         assert!(!hub.subscribe("s", &id, &c2));

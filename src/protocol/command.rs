@@ -50,9 +50,53 @@ impl fmt::Debug for Identifier {
     }
 }
 
+/// Shown clipped ([`clip`]): Display is for log lines, and the string is the client's.
 impl fmt::Display for Identifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&clip(&self.0), f)
+    }
+}
+
+/// Characters of a client value a log line shows at most ([`clip`]).
+pub const LOG_CLIP: usize = 200;
+
+/// A client value as a log line shows it: its first [`LOG_CLIP`] characters, then how
+/// many bytes were left out, so a client cannot make one log line arbitrarily long.
+#[derive(Clone, Copy)]
+pub struct Clipped<'a> {
+    shown: &'a str,
+    left_out: usize,
+}
+
+/// Clips `s` for a log line (see [`Clipped`]).
+pub fn clip(s: &str) -> Clipped<'_> {
+    let end = s.char_indices().nth(LOG_CLIP).map_or(s.len(), |(i, _)| i);
+    Clipped {
+        shown: &s[..end],
+        left_out: s.len() - end,
+    }
+}
+
+impl Clipped<'_> {
+    fn suffix(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.left_out > 0 {
+            write!(f, "…(+{} bytes)", self.left_out)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.shown)?;
+        self.suffix(f)
+    }
+}
+
+impl fmt::Debug for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.shown, f)?;
+        self.suffix(f)
     }
 }
 
@@ -218,6 +262,25 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_values_are_clipped_for_logs() {
+        assert_eq!(clip("short").to_string(), "short");
+        let long = "é".repeat(LOG_CLIP + 10);
+        let shown = clip(&long).to_string();
+        assert!(shown.starts_with(&"é".repeat(LOG_CLIP)), "{shown}");
+        assert!(shown.ends_with("…(+20 bytes)"), "{shown}");
+        assert_eq!(
+            format!("{:?}", clip(&"\"".repeat(LOG_CLIP + 1))),
+            format!("{:?}…(+1 bytes)", "\"".repeat(LOG_CLIP))
+        );
+        let id = Identifier::new(&format!(
+            r#"{{"channel":"C","x":"{}"}}"#,
+            "y".repeat(10_000)
+        ));
+        assert!(id.to_string().len() < 300, "identifiers display clipped");
+        assert_eq!(id.as_str().len(), 10_022, "and stay whole");
+    }
 
     #[test]
     fn decodes_the_three_commands() {

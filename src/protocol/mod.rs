@@ -15,7 +15,9 @@ pub mod command;
 pub mod frames;
 pub mod json;
 
-pub use command::{ChannelParams, ClientCommand, DecodeError, Identifier, IdentifierError};
+pub use command::{
+    clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
+};
 pub use frames::DisconnectReason;
 
 /// The subprotocol Action Cable clients speak.

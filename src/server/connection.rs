@@ -12,7 +12,9 @@
 //! builds its buffer per batch.
 //!
 //! Ending a connection is decided once, through [`Connection::close`] (by the reader on
-//! a protocol error or shutdown, by the hub on outbox overflow); the writer then sends
+//! a protocol error or shutdown, by the hub when a frame would take the outbox past its
+//! byte budget, by the writer when a socket write makes no progress for the write
+//! timeout: both are a slow client); the writer then sends
 //! the final frames, the reader waits briefly for the client's close reply, and the
 //! connection's subscriptions are removed (which runs presence leaves).
 //!
@@ -218,7 +220,7 @@ async fn admit(
     tracing::Span::current().record("user", identity.user_id);
     tracing::debug!(via = identity.via, "connection authenticated");
 
-    let conn = Connection::new(id, state.outbox_capacity);
+    let conn = Connection::with_budget(id, state.outbox_bytes);
     // As Rails does before the welcome: listen on the connection's internal channel
     // (`action_cable/<gid>`) for remote disconnects.
     let internal = identity.connection_identifier.clone();
@@ -267,9 +269,15 @@ async fn serve(
     let mut ping = state.ping.clone();
     // Only pings sent from now on; the first comes within one interval.
     ping.borrow_and_update();
-    let writer = tokio::spawn(write_loop(wr, ping, conn.clone()).in_current_span());
+    let writer =
+        tokio::spawn(write_loop(wr, ping, conn.clone(), state.write_timeout).in_current_span());
 
-    let mut subs = Subscriptions::new(conn.clone(), identity, state.max_subscriptions);
+    let mut subs = Subscriptions::new(
+        conn.clone(),
+        identity,
+        state.max_subscriptions,
+        state.max_identifier_size,
+    );
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
     let why = match conn.closing_how() {
         Some(Closing::Close(1000)) => Some("remote"),
@@ -553,6 +561,7 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut ping: watch::Receiver<Bytes>,
     conn: ConnHandle,
+    stall: Duration,
 ) -> OwnedWriteHalf {
     // Whether the last write was cut off halfway, which forbids writing anything more.
     let mut torn = false;
@@ -581,14 +590,14 @@ async fn write_loop(
             echoed_close = encode_outgoing(&mut buf, &item);
             if buf.len() >= MAX_BATCH_BYTES {
                 // Write what we have, then go on with the rest of this batch.
-                if !write_or_tear(&mut wr, &buf, &conn, &mut torn).await {
+                if !write_or_tear(&mut wr, &buf, &conn, stall, &mut torn).await {
                     break;
                 }
                 buf.clear();
             }
         }
         items = std::collections::VecDeque::new();
-        if torn || !write_or_tear(&mut wr, &buf, &conn, &mut torn).await {
+        if torn || !write_or_tear(&mut wr, &buf, &conn, stall, &mut torn).await {
             break;
         }
         if echoed_close {
@@ -615,26 +624,45 @@ async fn write_loop(
     wr
 }
 
-/// Writes `buf` unless the connection starts closing meanwhile (then the write is
-/// abandoned halfway and `torn` is set). Returns whether the bytes were written.
+/// Writes `buf` unless the connection starts closing meanwhile, or the socket takes
+/// no byte for `stall` (the client stopped reading: it is closed as a slow client);
+/// either way the write is abandoned halfway and `torn` is set. Returns whether the
+/// bytes were written.
+///
+/// The stall bound is on progress, not on the whole buffer: a client that reads
+/// slowly but steadily is never cut off, one that reads nothing is within `stall`.
 async fn write_or_tear(
     wr: &mut OwnedWriteHalf,
-    buf: &[u8],
+    mut buf: &[u8],
     conn: &ConnHandle,
+    stall: Duration,
     torn: &mut bool,
 ) -> bool {
-    if buf.is_empty() {
-        return true;
-    }
-    let written = tokio::select! {
-        r = wr.write_all(buf) => r.is_ok(),
-        _ = conn.closing().cancelled() => {
-            *torn = true;
-            false
+    while !buf.is_empty() {
+        let wrote = tokio::select! {
+            r = tokio::time::timeout(stall, wr.write(buf)) => r,
+            _ = conn.closing().cancelled() => {
+                *torn = true;
+                return false;
+            }
+        };
+        match wrote {
+            Ok(Ok(n)) if n > 0 => buf = &buf[n..],
+            Ok(_) => {
+                conn.close(Closing::PeerGone);
+                return false;
+            }
+            Err(_) => {
+                *torn = true;
+                if conn.close(Closing::Disconnect(DisconnectReason::SlowClient)) {
+                    tracing::warn!(
+                        stalled_secs = stall.as_secs_f64(),
+                        "socket write stalled, disconnecting slow client"
+                    );
+                }
+                return false;
+            }
         }
-    };
-    if !written && !*torn {
-        conn.close(Closing::PeerGone);
     }
-    written
+    true
 }

@@ -209,8 +209,12 @@ pub struct State {
     pub next_conn: AtomicU64,
     /// Connection slots.
     pub slots: Arc<Semaphore>,
-    /// Frames queued per connection.
-    pub outbox_capacity: usize,
+    /// Bytes queued per connection before it counts as slow.
+    pub outbox_bytes: usize,
+    /// How long a socket write may make no progress before the client counts as slow.
+    pub write_timeout: Duration,
+    /// Largest subscription identifier accepted.
+    pub max_identifier_size: usize,
     /// Largest client message.
     pub max_message_size: usize,
     /// Subscriptions per connection.
@@ -445,7 +449,9 @@ impl App {
             ping: ping_rx,
             next_conn: AtomicU64::new(1),
             slots: Arc::new(Semaphore::new(cfg.raw.max_connections)),
-            outbox_capacity: cfg.raw.outbox_capacity,
+            outbox_bytes: cfg.raw.outbox_bytes,
+            write_timeout: Duration::from_secs_f64(cfg.raw.write_timeout),
+            max_identifier_size: cfg.raw.max_identifier_size,
             max_message_size: cfg.raw.max_message_size,
             max_subscriptions: cfg.raw.max_subscriptions,
             dev_auth: cfg.raw.dev_user_param.is_some(),

@@ -165,7 +165,7 @@ pub fn handle(
             .get(ORIGIN)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        tracing::info!(peer = %peer, origin, "request origin not allowed");
+        tracing::info!(peer = %peer, origin = %crate::protocol::clip(origin), "request origin not allowed");
         return not_found();
     }
     if req

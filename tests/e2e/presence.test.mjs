@@ -67,7 +67,8 @@ for (const client of CLIENTS) {
       const bobOwn = await b.waitForMessage(joined(2), "Bob's own join");
       const aliceSeesBob = await a.waitForMessage(joined(2), "Bob's join, seen by Alice");
 
-      assertEvent(bobSeesAlice, event("user_joined", 1, [1, 2]));
+      // A roster frame: the user and the count, no member_ids (linear in the room).
+      assert.deepEqual(bobSeesAlice, { action: "user_joined", user: user(1), member_count: 2 });
       assertEvent(bobOwn, event("user_joined", 2, [1, 2]));
       assertEvent(aliceSeesBob, event("user_joined", 2, [1, 2]));
       const seen = (rec) => sorted(new Set(rec.messages.filter((m) => m.action === "user_joined").map((m) => m.user.id)));

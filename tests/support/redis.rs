@@ -387,3 +387,12 @@ pub fn message_frame(identifier: &str, message: &str) -> String {
 pub fn presence_frame(identifier: &str, action: &str, user: &str, ids: &[i64]) -> String {
     message_frame(identifier, &presence_payload(action, user, ids))
 }
+
+/// A roster frame: the `user_joined` a newcomer gets for a member already present,
+/// with the room's count and no `member_ids` (see `channels::presence`).
+pub fn roster_frame(identifier: &str, user: &str, member_count: usize) -> String {
+    message_frame(
+        identifier,
+        &format!(r#"{{"action":"user_joined","user":{user},"member_count":{member_count}}}"#),
+    )
+}

@@ -77,6 +77,15 @@ enum Mode {
         #[command(flatten)]
         args: presence::Args,
     },
+    /// Newcomers joining one big PresenceChannel room (members seeded in Redis,
+    /// watchers on its stream): time to the whole roster, its bytes, the join's
+    /// fan-out to every watcher, server CPU (scripts/bench-room.sh).
+    PresenceRoom {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: presence::RoomArgs,
+    },
     /// Print a Turbo `signed_stream_name` for a stream and a raw verifier key (for
     /// subscribing to Turbo::StreamsChannel from scripts).
     SignTurbo {
@@ -177,6 +186,7 @@ fn main() -> ExitCode {
         Mode::Broadcast { common, .. } => ("broadcast", common),
         Mode::FanoutCeiling { common, .. } => ("fanout-ceiling", common),
         Mode::PresenceChurn { common, .. } => ("presence-churn", common),
+        Mode::PresenceRoom { common, .. } => ("presence-room", common),
         Mode::Soak { common, .. } => ("soak", common),
     };
     stats::now_ns(); // start the shared clock
@@ -245,6 +255,7 @@ fn main() -> ExitCode {
             Mode::Broadcast { args, .. } => broadcast::run(&ctx, args).await,
             Mode::FanoutCeiling { args, .. } => broadcast::ceiling(&ctx, args).await,
             Mode::PresenceChurn { args, .. } => presence::run(&ctx, args).await,
+            Mode::PresenceRoom { args, .. } => presence::run_room(&ctx, args).await,
             Mode::Soak { args, .. } => soak::run(&ctx, args).await,
             Mode::SignTurbo { .. } => Err("unreachable: handled before the runtime".into()),
         };

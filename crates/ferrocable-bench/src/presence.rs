@@ -1,4 +1,5 @@
-//! `presence-churn`: clients joining and leaving PresenceChannel rooms.
+//! `presence-churn`: clients joining and leaving PresenceChannel rooms; and
+//! `presence-room`: one newcomer at a time joining a room of thousands.
 //!
 //! Each room has a few *observers*, subscribed before the churn starts and until
 //! after it ends; every other client *churns*: subscribe, hold, unsubscribe, pause,
@@ -482,6 +483,212 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Value, String> {
         "leave_to_user_left": leave_latency.summary(),
         "frames_received": frames,
         "cpu": cpu.since(ctx.server_pid, frames, "frame"),
+        "truncated": Instant::now() >= ctx.deadline,
+    }))
+}
+
+/// `presence-room` flags: joining one big room.
+#[derive(clap::Args, Clone)]
+pub struct RoomArgs {
+    /// Members already in the room (ids 1..=N, seeded in Redis by the caller, see
+    /// scripts/bench-room.sh): the newcomer's roster.
+    #[arg(long, default_value_t = 10_000)]
+    members: u64,
+    /// Clients listening on the room's stream through `--watch-channel` (a declared
+    /// channel streaming `presence_room_{room_id}`), as the members' browsers would,
+    /// without joining (joins one by one would cost what the room's fill costs).
+    #[arg(long, default_value_t = 10_000)]
+    watchers: usize,
+    /// Newcomers, one after another (each leaves before the next joins).
+    #[arg(long, default_value_t = 3)]
+    joins: usize,
+    /// The room id.
+    #[arg(long, default_value = "big")]
+    room: String,
+    /// The declared channel the watchers subscribe to.
+    #[arg(long, default_value = "RoomWatchChannel")]
+    watch_channel: String,
+    /// Watchers connected per second during set-up.
+    #[arg(long, default_value_t = 2000.0)]
+    connect_rate: f64,
+}
+
+/// A watcher: confirms its subscription, then reports every presence event about a
+/// newcomer (`user > members`) as `(joined, user, at)` until the connection ends.
+async fn watcher(
+    cfg: cable::ClientConfig,
+    i: usize,
+    user: u64,
+    identifier: String,
+    newcomers_after: u64,
+    ready: mpsc::UnboundedSender<Result<(), Failure>>,
+    seen: mpsc::UnboundedSender<(bool, u64, u64)>,
+) {
+    let mut ws = match cable::open(&cfg, i, user).await {
+        Ok(ws) => ws,
+        Err(f) => {
+            let _ = ready.send(Err(f));
+            return;
+        }
+    };
+    if let Err(f) = cable::subscribe(&mut ws, &identifier, cfg.step_timeout).await {
+        let _ = ready.send(Err(f));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    while let Ok(Some(f)) = ws.next().await {
+        if let Frame::Text(t) = f {
+            match parse_event(t) {
+                Some((joined, u)) if u > newcomers_after => {
+                    let _ = seen.send((joined, u, now_ns()));
+                }
+                _ if cable::classify(t) == Kind::Disconnect => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Waits until `n` watchers reported `(joined, user)`; returns when the last did (ns),
+/// or `None` past the deadline.
+async fn all_saw(
+    seen: &mut mpsc::UnboundedReceiver<(bool, u64, u64)>,
+    n: usize,
+    joined: bool,
+    user: u64,
+    deadline: Instant,
+) -> Option<u64> {
+    let (mut count, mut last) = (0, 0);
+    while count < n {
+        let (j, u, at) = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .ok()??;
+        if (j, u) == (joined, user) {
+            count += 1;
+            last = last.max(at);
+        }
+    }
+    Some(last)
+}
+
+fn ms(from: u64, to: u64) -> f64 {
+    round1(to.saturating_sub(from) as f64 / 1e6)
+}
+
+/// Runs `presence-room`: the cost of joining a room of `--members`.
+///
+/// # Errors
+/// When set-up fails, or a newcomer is not admitted whole.
+pub async fn run_room(ctx: &Ctx, a: &RoomArgs) -> Result<Value, String> {
+    let watch_id = serde_json::json!({"channel": a.watch_channel, "room_id": a.room}).to_string();
+    let presence_id =
+        serde_json::json!({"channel": "PresenceChannel", "room_id": a.room}).to_string();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    for i in 0..a.watchers {
+        let at = t0 + Duration::from_secs_f64(i as f64 / a.connect_rate.max(0.001));
+        if at >= ctx.deadline {
+            return Err("ran out of time connecting".into());
+        }
+        tokio::time::sleep_until(at).await;
+        ctx.shards.spawn(
+            i,
+            watcher(
+                ctx.client.clone(),
+                i,
+                ctx.first_user + i as u64,
+                watch_id.clone(),
+                a.members,
+                ready_tx.clone(),
+                seen_tx.clone(),
+            ),
+        );
+    }
+    drop((ready_tx, seen_tx));
+    let mut failures = BTreeMap::new();
+    let mut watching = 0;
+    while let Ok(Some(r)) = tokio::time::timeout_at(ctx.deadline, ready_rx.recv()).await {
+        match r {
+            Ok(()) => watching += 1,
+            Err(f) => *failures.entry(f).or_default() += 1,
+        }
+    }
+    progress!(
+        "presence-room: {watching}/{} watchers subscribed",
+        a.watchers
+    );
+
+    let mut runs = Vec::new();
+    for j in 0..a.joins {
+        let user = a.members + 1 + j as u64;
+        let cpu = CpuMark::now(ctx.server_pid);
+        let server_before = ctx.server_pid.and_then(super::stats::proc_cpu_us);
+        let mut ws = cable::open(&ctx.client, a.watchers + j, user)
+            .await
+            .map_err(|f| format!("newcomer {user}: {}", f.name()))?;
+        let start = now_ns();
+        ws.send_text(&cable::command("subscribe", &presence_id, None))
+            .await
+            .map_err(|e| format!("newcomer {user}: {e}"))?;
+        let (mut confirmed, mut roster, mut roster_bytes, mut bytes) = (0, 0u64, 0u64, 0u64);
+        let own = loop {
+            let f = tokio::time::timeout_at(ctx.deadline, ws.next())
+                .await
+                .map_err(|_| format!("newcomer {user}: out of time"))?
+                .map_err(|e| format!("newcomer {user}: {e}"))?;
+            let Some(Frame::Text(t)) = f else {
+                if f.is_none() {
+                    return Err(format!("newcomer {user}: connection ended"));
+                }
+                continue;
+            };
+            bytes += t.len() as u64;
+            match (cable::classify(t), parse_event(t)) {
+                (Kind::Confirm, _) => confirmed = now_ns(),
+                (Kind::Disconnect, _) => {
+                    return Err(format!(
+                        "newcomer {user} disconnected after {roster} roster frames"
+                    ))
+                }
+                (_, Some((true, u))) if u == user => break now_ns(),
+                (_, Some((true, _))) => {
+                    roster += 1;
+                    roster_bytes += t.len() as u64;
+                }
+                _ => {}
+            }
+        };
+        let all_joined = all_saw(&mut seen_rx, watching, true, user, ctx.deadline).await;
+        let server_join = server_before
+            .zip(ctx.server_pid.and_then(super::stats::proc_cpu_us))
+            .map(|(b, e)| round1(e.saturating_sub(b) as f64 / 1e3));
+        // Leave: closing the socket runs the leave, broadcast to every watcher.
+        let left_at = now_ns();
+        drop(ws);
+        let all_left = all_saw(&mut seen_rx, watching, false, user, ctx.deadline).await;
+        runs.push(json!({
+            "newcomer": user,
+            "confirm_ms": ms(start, confirmed),
+            "roster_frames": roster,
+            "roster_bytes": roster_bytes,
+            "roster_bytes_per_frame": roster_bytes / roster.max(1),
+            "newcomer_bytes": bytes,
+            "subscribe_to_own_user_joined_ms": ms(start, own),
+            "subscribe_to_all_watchers_saw_join_ms": all_joined.map(|t| ms(start, t)),
+            "close_to_all_watchers_saw_leave_ms": all_left.map(|t| ms(left_at, t)),
+            "server_cpu_ms_join": server_join,
+            "cpu_join_and_leave": cpu.since(ctx.server_pid, 0, "join"),
+        }));
+        progress!("presence-room: join {j}: {}", runs[j]);
+    }
+    Ok(json!({
+        "members": a.members,
+        "watchers": a.watchers,
+        "watching": watching,
+        "setup_failures": failures_json(&failures),
+        "joins": runs,
         "truncated": Instant::now() >= ctx.deadline,
     }))
 }

@@ -288,6 +288,45 @@ fn presence_churn_sees_each_join_and_leave_once() {
 }
 
 #[test]
+fn presence_room_admits_newcomers_into_a_seeded_room() {
+    let redis = support::redis::RedisServer::start();
+    let mut sadd = vec!["SADD", "room:big:members"];
+    let ids: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    sadd.extend(ids.iter().map(String::as_str));
+    assert_eq!(redis.cli(&sadd), "30");
+    let redis_url = redis.url();
+    let s = TestServer::start_with_channels(
+        "[[channels]]\nname = \"RoomWatchChannel\"\nstream = \"presence_room_{room_id}\"\n",
+        &["--redis-url", &redis_url],
+    );
+    let (v, ok) = bench(&[
+        "presence-room",
+        "--url",
+        &url(&s),
+        "--members",
+        "30",
+        "--watchers",
+        "5",
+        "--joins",
+        "2",
+        "--max-seconds",
+        "20",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["watching"], 5, "{v}");
+    let joins = v["joins"].as_array().expect("joins");
+    assert_eq!(joins.len(), 2, "{v}");
+    for j in joins {
+        assert_eq!(j["roster_frames"], 30, "{v}");
+        assert!(
+            j["subscribe_to_all_watchers_saw_join_ms"].is_number(),
+            "{v}"
+        );
+        assert!(j["close_to_all_watchers_saw_leave_ms"].is_number(), "{v}");
+    }
+}
+
+#[test]
 fn refuses_non_loopback_targets() {
     let (v, ok) = bench(&["connect", "--url", "ws://192.0.2.1:8080/cable", "--n", "1"]);
     assert!(!ok);
