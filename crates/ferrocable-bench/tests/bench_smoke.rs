@@ -24,7 +24,8 @@ stream = "chat_{room}"
 speak = ["text"]
 "#;
 
-/// A ferrocable server in embedded mode on `127.0.0.1:0`, stopped on drop.
+/// A ferrocable server on `127.0.0.1:0` (embedded mode unless `--redis-url` is among
+/// its flags), stopped on drop.
 struct TestServer {
     /// `127.0.0.1:PORT`
     addr: String,
@@ -36,7 +37,7 @@ struct TestServer {
 
 impl TestServer {
     /// Development auth (`?user_id=`, every id is a user), the channels declared in
-    /// `channels_toml`, plus `extra` flags; embedded mode whatever the environment says.
+    /// `channels_toml`, plus `extra` flags; the environment is never read.
     fn start_with_channels(channels_toml: &str, extra: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let channels = dir.path().join("channels.toml");
@@ -64,7 +65,9 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let app = App::embedded(&cfg).expect("embedded app");
+                // Embedded unless the flags name a Redis (the environment is never
+                // read: `Loaded::from_args` gets no variables).
+                let app = App::from_config(&cfg).await.expect("app");
                 let server = Server::bind(&cfg, app).await.expect("bind");
                 tx.send(server.local_addr().expect("bound address"))
                     .expect("the test waits for the address");
@@ -93,6 +96,59 @@ impl Drop for TestServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A `redis-server` of this test's own on a free port (never the machine's), killed on
+/// drop.
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        let server = RedisServer { port, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while server.cli(&["PING"]) != "PONG" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server and returns its trimmed output.
+    fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -289,7 +345,7 @@ fn presence_churn_sees_each_join_and_leave_once() {
 
 #[test]
 fn presence_room_admits_newcomers_into_a_seeded_room() {
-    let redis = support::redis::RedisServer::start();
+    let redis = RedisServer::start();
     let mut sadd = vec!["SADD", "room:big:members"];
     let ids: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
     sadd.extend(ids.iter().map(String::as_str));
