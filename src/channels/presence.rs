@@ -168,8 +168,15 @@ impl super::Channel for PresenceChannel {
             )
             .into());
         }
-        // `"#{params[:room_id]}"`: nil interpolates as the empty string.
-        let room = params.param_text("room_id").unwrap_or_default();
+        // `"#{params[:room_id]}"`: nil interpolates as the empty string; an array or
+        // object is refused (see `protocol::ruby`).
+        let room = match params.param_text("room_id") {
+            Ok(room) => room.unwrap_or_default(),
+            Err(e) => {
+                tracing::info!(error = %e, "room_id cannot be interpolated: subscription rejected");
+                return Ok(None);
+            }
+        };
         let stream: Arc<str> = Arc::from(room_stream(&room));
         Ok(Some(Box::new(PresenceSubscription {
             room,

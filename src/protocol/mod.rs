@@ -14,6 +14,7 @@
 pub mod command;
 pub mod frames;
 pub mod json;
+pub mod ruby;
 
 pub use command::{ChannelParams, ClientCommand, DecodeError, Identifier, IdentifierError};
 pub use frames::DisconnectReason;
