@@ -2,11 +2,10 @@
 //! Prometheus metrics together, so the two cannot drift apart. `/metrics` renders the
 //! registry in the Prometheus text format; `/health` reads a few gauges.
 //!
-//! Each metric is declared once, in the [`Metrics`] declaration below (field, type and
-//! so labels, name, help); the events that move them are in `events.rs`, grouped by
-//! what they observe (connections, commands, broadcasts, Redis, presence), and the
-//! wrappers that observe the presence store and the broker from outside are in
-//! `metered.rs`.
+//! Each metric is declared once, in `registry.rs` (field, type and so labels, name,
+//! help); the events that move them are below, one function each, grouped by what
+//! they observe (connections, commands, broadcasts, Redis, presence); the wrappers
+//! that observe the presence store and the broker from outside are in `metered.rs`.
 //!
 //! # Invariants
 //! - Every metric is registered exactly once, in declaration order (the order
@@ -21,163 +20,17 @@
 //! - Client values (identifiers, stream and room names, action names) are logged
 //!   clipped ([`crate::protocol::clip`]), never whole.
 
-mod events;
 mod metered;
+mod registry;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use crate::protocol::{clip, Identifier};
 
 pub use metered::{watch_redis_reconnects, MeteredBroker, MeteredPresence};
-
-/// A `reason` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    /// Why.
-    pub reason: &'static str,
-}
-
-/// A `command` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CommandLabel {
-    /// `subscribe`, `unsubscribe` or `message`.
-    pub command: &'static str,
-}
-
-/// A `limit` label: which limit triggered.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabel {
-    /// `connections`, `message_size`, `subscriptions`, `identifier_size`, `outbox`,
-    /// `command_rate`, `command_flood`, `handshake_deadline`, `auth_deadline`,
-    /// `request_headers` or `cookie_bytes`.
-    pub limit: &'static str,
-}
-
-/// A `store` label: `memory` or `redis`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StoreLabel {
-    /// The presence store.
-    pub store: &'static str,
-}
-
-/// Declares [`Metrics`]: each line is one metric, `field: Type = ("name", "help")`,
-/// optionally with a constructor as a third element (otherwise `Default`).
-macro_rules! declare_metrics {
-    ($(
-        $(#[doc = $doc:literal])*
-        $field:ident: $ty:ty = ($name:literal, $help:literal $(, $init:expr)?);
-    )*) => {
-        /// Process-wide metrics, each declared once below (Rust field, type with its
-        /// labels, exposed name without the `ferrocable_` prefix, help text).
-        pub struct Metrics {
-            $( $(#[doc = $doc])* $field: $ty, )*
-            registry: Registry,
-        }
-
-        impl Metrics {
-            /// A fresh registry with every metric registered under the `ferrocable_`
-            /// prefix, in declaration order.
-            pub fn new() -> Self {
-                let mut registry = Registry::with_prefix("ferrocable");
-                $(
-                    let $field: $ty = declare_metrics!(@init $($init)?);
-                    registry.register($name, $help, $field.clone());
-                )*
-                Metrics { $($field,)* registry }
-            }
-        }
-    };
-    (@init) => { Default::default() };
-    (@init $init:expr) => { $init };
-}
-
-declare_metrics! {
-    /// Open connections; moved only by [`OpenConnection`].
-    connections: Gauge = ("connections", "Open WebSocket connections");
-    /// Moved only by [`OpenConnection::new`].
-    connections_accepted: Counter = ("connections_accepted", "WebSocket upgrades accepted");
-    /// `reason`: `capacity`, `cookie_too_large` and the upgrade's own refusals.
-    upgrades_refused: Family<ReasonLabel, Counter> =
-        ("upgrades_refused", "Upgrade requests refused, by reason");
-    /// `reason`: the authenticator's rejection kind.
-    auth_rejections: Family<ReasonLabel, Counter> =
-        ("auth_rejections", "Connections refused as unauthorized, by reason");
-    subscriptions: Gauge = ("subscriptions", "Live subscriptions");
-    /// Set from the hub at each render.
-    streams: Gauge = ("streams", "Streams with a local subscriber");
-    commands: Family<CommandLabel, Counter> =
-        ("commands", "Client commands handled, by command");
-    command_seconds: Family<CommandLabel, Histogram> = (
-        "command_duration_seconds",
-        "Time to handle a client command",
-        Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)))
-    );
-    bad_commands: Counter = ("bad_commands", "Client frames ignored or rejected");
-    slow_clients: Counter = (
-        "slow_client_disconnects",
-        "Connections closed because their outbox overflowed"
-    );
-    /// `reason`: the close reason the connection task names.
-    closes: Family<ReasonLabel, Counter> =
-        ("closes", "Connections closed by the server, by reason");
-    broadcasts: Counter = ("broadcasts", "Broadcasts fanned out on this node");
-    deliveries: Counter = ("deliveries", "Frames queued by broadcasts");
-    /// `limit`: see [`LimitLabel`].
-    limit_triggers: Family<LimitLabel, Counter> =
-        ("limit_triggers", "Times a limit triggered, by limit");
-    commands_delayed: Counter = (
-        "commands_delayed",
-        "Client commands delayed by the per-connection rate limit"
-    );
-    received_bytes: Counter = (
-        "received_bytes",
-        "Bytes of client messages received (payloads, after reassembly)"
-    );
-    broadcast_bytes: Counter = (
-        "broadcast_bytes",
-        "Broadcast payload bytes queued to clients (payload size times deliveries)"
-    );
-    published: Counter = (
-        "broadcasts_published",
-        "Broadcasts published by this node (presence events, channel actions)"
-    );
-    published_bytes: Counter =
-        ("broadcasts_published_bytes", "Payload bytes published by this node");
-    publish_failures: Counter = (
-        "broadcast_publish_failures",
-        "Publishes that failed (the broadcast was lost)"
-    );
-    /// `reason`: `unknown_channel`, `too_many`, `too_large`, `channel`, `backend`,
-    /// `other`.
-    subscriptions_rejected: Family<ReasonLabel, Counter> = (
-        "subscriptions_rejected",
-        "Subscribe commands answered with reject_subscription, by reason"
-    );
-    redis_up: Gauge = (
-        "redis_up",
-        "1 while Redis is reachable and re-subscribed (Redis mode only)"
-    );
-    redis_reconnects: Counter = (
-        "redis_reconnects",
-        "Reconnections of the broadcast subscriber to Redis"
-    );
-    presence_joins: Family<StoreLabel, Counter> =
-        ("presence_joins", "Users who became members of a room");
-    presence_leaves: Family<StoreLabel, Counter> =
-        ("presence_leaves", "Users who stopped being members of a room");
-    presence_sweeps: Family<StoreLabel, Counter> = ("presence_sweeps", "Presence sweeps run");
-    presence_sweep_failures: Family<StoreLabel, Counter> =
-        ("presence_sweep_failures", "Presence sweeps that failed");
-    presence_swept_changes: Family<StoreLabel, Counter> = (
-        "presence_swept_changes",
-        "Membership changes found by sweeps (dead nodes, stale members, restores)"
-    );
-}
+pub use registry::{CommandLabel, LimitLabel, Metrics, ReasonLabel, StoreLabel};
 
 /// Shared metrics.
 pub type SharedMetrics = Arc<Metrics>;
@@ -209,6 +62,258 @@ impl Metrics {
     }
 }
 
+/// Shared counts, each written in one place.
+impl Metrics {
+    /// A limit triggered (several events are also a limit).
+    fn limit(&self, limit: &'static str) {
+        self.limit_triggers
+            .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// An upgrade was refused before the 101 (by the upgrade itself or by a 431).
+    fn refuse_upgrade(&self, reason: &'static str) {
+        self.upgrades_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+/// Connections: the HTTP edge, authentication and server-side closes.
+impl Metrics {
+    /// An upgrade request was refused before the 101.
+    pub fn upgrade_refused(&self, reason: &'static str, peer: &SocketAddr, detail: &str) {
+        self.refuse_upgrade(reason);
+        if reason == "capacity" {
+            self.limit("connections");
+        }
+        tracing::info!(peer = %peer, reason, detail = %clip(detail), "upgrade refused");
+    }
+
+    /// A client did not send its HTTP request headers in time.
+    pub fn handshake_deadline(&self, peer: &SocketAddr, timeout: Duration) {
+        self.limit("handshake_deadline");
+        tracing::info!(peer = %peer, timeout_secs = timeout.as_secs_f64(), "HTTP request headers not received in time, connection closed");
+    }
+
+    /// A request was refused with 431: its head was over `--max-header-bytes`
+    /// (`limit` `request_headers`, refused by hyper) or its cookies over
+    /// `--max-cookie-bytes` (`cookie_bytes`, with the size seen; also a refused upgrade,
+    /// reason `cookie_too_large`).
+    pub fn headers_too_large(&self, limit: &'static str, peer: &SocketAddr, bytes: Option<usize>) {
+        self.limit(limit);
+        if limit == "cookie_bytes" {
+            // A refused upgrade, like one past the connection cap.
+            self.refuse_upgrade("cookie_too_large");
+        }
+        tracing::info!(peer = %peer, limit, bytes, "request headers too large, answered 431");
+    }
+
+    /// A connection was refused by authentication.
+    pub fn auth_rejected(&self, conn: u64, kind: &'static str, reason: &dyn std::fmt::Display) {
+        self.auth_rejections
+            .get_or_create(&ReasonLabel { reason: kind })
+            .inc();
+        tracing::info!(conn, reason = %reason, "connection rejected: unauthorized");
+    }
+
+    /// Authentication did not finish in time.
+    pub fn auth_deadline(&self, conn: u64, timeout: Duration) {
+        self.limit("auth_deadline");
+        tracing::warn!(
+            conn,
+            timeout_secs = timeout.as_secs_f64(),
+            "authentication did not finish in time"
+        );
+    }
+
+    /// The server closed a connection (protocol error, limit, shutdown).
+    pub fn server_close(&self, conn: u64, reason: &'static str) {
+        self.closes.get_or_create(&ReasonLabel { reason }).inc();
+        if reason == "message_too_large" {
+            self.limit("message_size");
+        }
+        tracing::info!(conn, reason, "connection closed by the server");
+    }
+
+    /// A connection was closed because its outbox overflowed.
+    pub fn slow_client(&self, conn: u64) {
+        self.slow_clients.inc();
+        self.limit("outbox");
+        tracing::warn!(conn, "slow client disconnected");
+    }
+}
+
+/// Commands: what clients send, and the subscriptions they hold.
+impl Metrics {
+    /// A client message of `len` bytes arrived.
+    pub fn received(&self, len: usize) {
+        self.received_bytes.inc_by(len as u64);
+    }
+
+    /// A command was handled in `took`.
+    pub fn command(&self, command: &'static str, took: Duration) {
+        let label = CommandLabel { command };
+        self.commands.get_or_create(&label).inc();
+        self.command_seconds
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+    }
+
+    /// A command was ignored or rejected.
+    pub fn bad_command(&self, conn: u64, why: &dyn std::fmt::Display) {
+        self.bad_commands.inc();
+        tracing::info!(conn, why = %why, "command not processed");
+    }
+
+    /// A connection ran out of command tokens (once per throttled stretch).
+    pub fn rate_limited(&self, conn: u64, per_sec: u64, burst: u64) {
+        self.limit("command_rate");
+        tracing::info!(
+            conn,
+            per_sec,
+            burst,
+            "command rate limit reached, reading slowed down"
+        );
+    }
+
+    /// One command waited for a token.
+    pub fn command_delayed(&self) {
+        self.commands_delayed.inc();
+    }
+
+    /// A connection stayed throttled for `secs` without a pause: it is disconnected.
+    pub fn flood(&self, conn: u64, secs: f64) {
+        self.limit("command_flood");
+        tracing::warn!(
+            conn,
+            throttled_secs = secs,
+            "client keeps flooding commands, disconnected as invalid_request"
+        );
+    }
+
+    /// A subscription table changed size by `delta`.
+    pub fn subscriptions_changed(&self, delta: i64) {
+        self.subscriptions.inc_by(delta);
+    }
+
+    /// A subscription was confirmed.
+    pub fn subscribed(&self, conn: u64, identifier: &Identifier) {
+        tracing::debug!(conn, identifier = %identifier, "subscription confirmed");
+    }
+
+    /// A subscription ended.
+    pub fn unsubscribed(&self, conn: u64, identifier: &Identifier) {
+        tracing::debug!(conn, identifier = %identifier, "subscription removed");
+    }
+
+    /// A subscribe was answered with `reject_subscription`.
+    pub fn subscription_rejected(&self, conn: u64, identifier: &Identifier, why: &'static str) {
+        let reason = match why {
+            "unknown channel" => "unknown_channel",
+            "too many subscriptions on this connection" => {
+                self.limit("subscriptions");
+                "too_many"
+            }
+            "identifier too large (--max-identifier-size)" => {
+                self.limit("identifier_size");
+                "too_large"
+            }
+            "rejected by channel" => "channel",
+            "backend failure" => "backend",
+            _ => "other",
+        };
+        self.subscriptions_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        tracing::info!(conn, identifier = %identifier, why, "subscription rejected");
+    }
+}
+
+/// Broadcasts: fanned out here, published from here.
+impl Metrics {
+    /// A broadcast of `payload_len` bytes was fanned out on this node to `delivered`
+    /// subscribers.
+    pub fn broadcast(&self, stream: &str, payload_len: usize, delivered: usize) {
+        self.broadcasts.inc();
+        self.deliveries.inc_by(delivered as u64);
+        self.broadcast_bytes
+            .inc_by((payload_len as u64).saturating_mul(delivered as u64));
+        tracing::trace!(stream = %clip(stream), delivered, "broadcast fanned out");
+    }
+
+    /// This node published a broadcast (or failed to).
+    pub fn published(&self, stream: &str, len: usize, error: Option<&dyn std::fmt::Display>) {
+        match error {
+            None => {
+                self.published.inc();
+                self.published_bytes.inc_by(len as u64);
+                tracing::trace!(stream = %clip(stream), bytes = len, "broadcast published");
+            }
+            Some(e) => {
+                self.publish_failures.inc();
+                tracing::warn!(stream = %clip(stream), error = %e, "broadcast not published, lost");
+            }
+        }
+    }
+}
+
+/// Redis: the link state and the broadcast subscriber's reconnections.
+impl Metrics {
+    /// Sets the Redis state gauge (Redis mode).
+    pub fn redis_state(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// The broadcast subscriber reconnected to Redis.
+    pub fn redis_reconnected(&self) {
+        self.redis_reconnects.inc();
+        tracing::info!("redis subscriber reconnected");
+    }
+}
+
+/// Presence: membership changes and sweeps (reported by `MeteredPresence`).
+impl Metrics {
+    /// A user became a member of `room`.
+    pub fn presence_joined(&self, store: &'static str, room: &str, user: i64) {
+        self.presence_joins
+            .get_or_create(&StoreLabel { store })
+            .inc();
+        tracing::debug!(store, room = %clip(room), user, "presence join");
+    }
+
+    /// A user stopped being a member of `room`.
+    pub fn presence_left(&self, store: &'static str, room: &str, user: i64) {
+        self.presence_leaves
+            .get_or_create(&StoreLabel { store })
+            .inc();
+        tracing::debug!(store, room = %clip(room), user, "presence leave");
+    }
+
+    /// A presence sweep ran: `Ok(changes found)` or the failure.
+    pub fn presence_swept(
+        &self,
+        store: &'static str,
+        outcome: Result<usize, &dyn std::fmt::Display>,
+    ) {
+        let label = StoreLabel { store };
+        self.presence_sweeps.get_or_create(&label).inc();
+        match outcome {
+            Ok(0) => tracing::trace!(store, "presence sweep: nothing to do"),
+            Ok(n) => {
+                self.presence_swept_changes
+                    .get_or_create(&label)
+                    .inc_by(n as u64);
+                tracing::info!(store, changes = n, "presence sweep found changes");
+            }
+            Err(e) => {
+                self.presence_sweep_failures.get_or_create(&label).inc();
+                tracing::warn!(store, error = %e, "presence sweep failed");
+            }
+        }
+    }
+}
+
 /// A drop guard counting one open connection.
 pub struct OpenConnection(SharedMetrics);
 
@@ -229,8 +334,6 @@ impl Drop for OpenConnection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
