@@ -15,7 +15,7 @@ use fred::types::Value as RedisValue;
 use parking_lot::Mutex;
 
 use super::keys::{heartbeat_key, last_seen_key, members_key, Ours};
-use super::{ids, int, now_unix, RedisStore, HEARTBEAT_TTL_SECS, LAST_SEEN_TTL_SECS};
+use super::{ids, int, now_unix, RedisStore, HEARTBEAT_TTL_SECS, LAST_SEEN_TTL_SECS, LOG_TARGET};
 use crate::presence::{
     Join, Leave, Maintenance, PresenceChange, PresenceError, PresenceStore, SubscriptionKey, UserId,
 };
@@ -200,7 +200,7 @@ impl PresenceStore for RedisStore {
             .del::<i64, _>(self.keys.alive(&self.cfg.node_id))
             .await
         {
-            tracing::warn!(error = %e, "could not deregister this node from Redis");
+            tracing::warn!(target: LOG_TARGET, error = %e, "could not deregister this node from Redis");
         }
     }
 }

@@ -17,7 +17,7 @@ use fred::interfaces::{KeysInterface, SetsInterface};
 use fred::types::{Expiration, SetOptions, Value as RedisValue};
 
 use super::keys::{members_key, room_of_members_key};
-use super::{ids, int, now_unix, ruby_to_i, text, RedisStore, SWEEP_BATCH};
+use super::{ids, int, now_unix, ruby_to_i, text, RedisStore, LOG_TARGET, SWEEP_BATCH};
 use crate::presence::{ChangeKind, PresenceChange, PresenceError, SubscriptionKey, UserId};
 
 impl RedisStore {
@@ -93,6 +93,7 @@ impl RedisStore {
             .map_err(|e| PresenceError::Backend(format!("DEL swept mark: {e}")))?;
         if count > 0 {
             tracing::warn!(
+                target: LOG_TARGET,
                 node = %self.cfg.node_id,
                 subscriptions = count,
                 rejoined = changes.len(),
@@ -132,7 +133,7 @@ impl RedisStore {
                     drop(queue);
                     if !changes.is_empty() {
                         // Report what did happen; the rest waits for the next sweep.
-                        tracing::warn!(error = %e, "retrying queued presence leaves failed");
+                        tracing::warn!(target: LOG_TARGET, error = %e, "retrying queued presence leaves failed");
                         return Ok(changes);
                     }
                     return Err(e);
@@ -214,7 +215,7 @@ impl RedisStore {
             }
         }
         if !changes.is_empty() {
-            tracing::info!(leaves = changes.len(), "removed the presence of dead nodes");
+            tracing::info!(target: LOG_TARGET, leaves = changes.len(), "removed the presence of dead nodes");
         }
         Ok(changes)
     }
@@ -258,7 +259,7 @@ impl RedisStore {
                 let removed = r.next().map(RedisValue::into_array).unwrap_or_default();
                 let member_ids = ids(r.next());
                 for uid in removed.iter().filter_map(text) {
-                    tracing::info!(room, user = %uid, "stale presence member removed");
+                    tracing::info!(target: LOG_TARGET, room, user = %uid, "stale presence member removed");
                     changes.push(PresenceChange {
                         kind: ChangeKind::Left,
                         room: room.to_owned(),
