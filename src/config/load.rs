@@ -590,7 +590,7 @@ mod tests {
         let round: toml::Table = text.parse().expect("valid TOML");
         assert!(round.contains_key("channels"));
         let checked = l.config.check().expect("valid");
-        assert_eq!(checked.channels.channels.len(), 1);
+        assert_eq!(checked.channels.declared.len(), 1);
     }
 
     #[test]
