@@ -15,6 +15,7 @@ pub mod command;
 pub mod frames;
 pub mod internal;
 pub mod json;
+pub mod ruby;
 
 pub use command::{
     clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
