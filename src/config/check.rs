@@ -5,6 +5,7 @@
 //! - Every range a component relies on is checked here, so `--print-config` and a
 //!   start report the same errors, before anything binds or connects.
 //! - Nothing of the flat [`Config`] escapes: components see only their settings.
+//! - No I/O: the files the flags name were read by `load` ([`super::Read`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use super::{
     ChannelsFile, Checked, CipherArg, Config, ConfigError, JwtSettingError, OriginPolicy,
     OriginRule, ProfileSettingError, ProfileSourceArg, SerializerArg,
 };
+
+/// A file the flags name, in a [`Config`] not built by [`super::Loaded`].
+const NOT_READ: &str = "not read (build the configuration with config::Loaded)";
 
 /// hyper's smallest allowed read buffer (`max_buf_size` panics below it).
 const MIN_HEADER_BYTES: usize = 8192;
@@ -96,12 +100,21 @@ impl Config {
         let key = match (&self.jwt_secret, &self.jwt_public_key_file, hmac) {
             (None, None, _) => return Ok(None),
             (Some(s), None, true) => s.0.clone().into_bytes(),
-            (None, Some(path), false) => {
-                std::fs::read(path).map_err(|source| JwtSettingError::ReadKey {
-                    path: path.display().to_string(),
-                    source,
-                })?
-            }
+            (None, Some(path), false) => match &self.read.jwt_public_key {
+                Some(Ok(key)) => key.clone(),
+                Some(Err(source)) => {
+                    return Err(JwtSettingError::ReadKey {
+                        path: path.display().to_string(),
+                        source: source.clone(),
+                    })
+                }
+                None => {
+                    return Err(JwtSettingError::ReadKey {
+                        path: path.display().to_string(),
+                        source: Arc::new(std::io::Error::other(NOT_READ)),
+                    })
+                }
+            },
             (Some(_), _, false) => return Err(JwtSettingError::NeedsKeyFile(algorithm.name())),
             (_, Some(_), true) => return Err(JwtSettingError::NeedsSecret(algorithm.name())),
         };
@@ -281,12 +294,22 @@ impl Config {
             None => ChannelsFile::default(),
             Some(path) => {
                 let shown = path.display().to_string();
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| ConfigError::ChannelsFile {
-                        path: shown.clone(),
-                        why: e.to_string(),
-                    })?;
-                toml::from_str(&text).map_err(|e| ConfigError::ChannelsFile {
+                let text = match &self.read.channels_file {
+                    Some(Ok(text)) => text,
+                    Some(Err(e)) => {
+                        return Err(ConfigError::ChannelsFile {
+                            path: shown,
+                            why: e.to_string(),
+                        })
+                    }
+                    None => {
+                        return Err(ConfigError::ChannelsFile {
+                            path: shown,
+                            why: NOT_READ.into(),
+                        })
+                    }
+                };
+                toml::from_str(text).map_err(|e| ConfigError::ChannelsFile {
                     path: shown,
                     why: e.to_string(),
                 })?
@@ -375,7 +398,8 @@ impl Config {
         if jwt.is_none() && identifiers.contains(&IdentifierSpec::Jwt) {
             return Err(JwtSettingError::NoKey.into());
         }
-        let profiles = self.profile_spec(|| std::env::var("DATABASE_URL").ok())?;
+        let profiles =
+            self.profile_spec(|| self.read.rails_database_url.as_ref().map(|s| s.0.clone()))?;
         Ok(AuthSettings {
             identifiers,
             rails,

@@ -26,7 +26,7 @@ pub mod rails;
 pub mod settings;
 
 pub use crate::auth::{IdentifierSpec, ProfileSpec};
-pub use load::{LoadError, Loaded};
+pub use load::{LoadError, Loaded, Read};
 pub use settings::{CommandRate, HttpSettings, LimitsSettings, ShutdownSettings};
 
 /// ferrocable: a standalone Action Cable server for Rails apps.
@@ -58,6 +58,10 @@ pub struct Config {
     /// Stream channels declared inline in the config file (`[[channels]]`).
     #[arg(skip)]
     pub inline_channels: Vec<StreamChannelSpec>,
+
+    /// What [`Loaded`] read for the check (the files named by flags, `DATABASE_URL`).
+    #[arg(skip)]
+    pub read: load::Read,
 
     /// Address to listen on.
     #[arg(long, env = "FERROCABLE_HOST", default_value = "127.0.0.1")]
@@ -563,7 +567,7 @@ pub enum JwtSettingError {
         path: String,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// `--identifiers` has `jwt` but no key is set.
     #[error("JWT: --identifiers has jwt but no --jwt-secret or --jwt-public-key-file")]
@@ -597,10 +601,12 @@ pub enum ProfileSettingError {
 mod tests {
     use super::*;
 
+    /// The flags as [`Loaded`] parses them (reading the files they name), with no
+    /// environment.
     fn parse(args: &[&str]) -> Config {
-        let mut v = vec!["ferrocable"];
-        v.extend_from_slice(args);
-        Config::try_parse_from(v).expect("valid flags")
+        let mut v = vec!["ferrocable".into()];
+        v.extend(args.iter().map(Into::into));
+        Loaded::from_args(v, &|_| None).expect("valid flags").config
     }
 
     #[test]
