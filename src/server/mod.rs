@@ -1,5 +1,6 @@
 //! The network edge: accepting sockets, HTTP, the WebSocket upgrade and the
-//! per-connection tasks. This is the module that wires everything else together.
+//! per-connection tasks. `app` is the composition root that builds every other
+//! component from its settings ([`App::from_config`]); [`Server`] binds and runs it.
 //!
 //! # Stop order
 //! On shutdown (one `CancellationToken`): 1. the listener stops accepting; after
