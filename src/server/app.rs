@@ -1,8 +1,9 @@
 //! The composition root: builds every component from its settings and wires them
 //! together into an [`App`], ready for [`super::Server::bind`].
 //!
-//! Order: metrics and hub; the broker (delivering into the hub through
-//! [`HubRelay`]); the presence store; the profile source and the authentication
+//! Order: metrics and hub; the broker ([`crate::broker::BrokerSettings::connect`],
+//! delivering into the hub through [`HubRelay`]); the presence store
+//! ([`crate::presence::PresenceSettings::connect`]); the profile source and the authentication
 //! pipeline; the channels' own backends and registry; then the shared [`State`].
 //! Each component is built by its own constructor from its own settings; this file
 //! only decides the order and hands one component's result to the next.
@@ -15,9 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Pipeline, ProfileSource};
-use crate::broker::{
-    BroadcastHandler, BrokerHealth, BrokerSettings, MemoryBroker, RedisBroker, SharedBroker,
-};
+use crate::broker::{BroadcastHandler, BrokerHealth, ConnectedBroker, SharedBroker};
 use crate::channels::{BareChannel, Channel, ChannelDeps, Channels, Registry};
 use crate::config::Checked;
 use crate::hub::{Closing, Hub};
@@ -95,13 +94,10 @@ impl App {
             hub: hub.clone(),
             metrics: metrics.clone(),
         });
-        let (broker, redis_broker): (SharedBroker, _) = match &cfg.broker {
-            BrokerSettings::Memory => (Arc::new(MemoryBroker::new(relay)), None),
-            BrokerSettings::Redis(settings) => {
-                let b = Arc::new(RedisBroker::connect(settings.clone(), relay).await?);
-                (b.clone(), Some(b))
-            }
-        };
+        let ConnectedBroker {
+            broker,
+            redis: redis_broker,
+        } = cfg.broker.connect(relay).await?;
         let presence = cfg.presence.connect().await?;
         let background = CancellationToken::new();
         if let Some(redis) = &redis_broker {
