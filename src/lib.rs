@@ -2,7 +2,8 @@
 //!
 //! A tour of the modules, from the wire inwards:
 //! - [`server`] accepts sockets, answers HTTP (`/health`, the upgrade, 404), checks the
-//!   Origin, and runs one reader and one writer task per WebSocket.
+//!   Origin, and runs one reader and one writer task per WebSocket; its composition
+//!   root ([`server::App::from_config`]) builds every component from its settings.
 //! - [`protocol`] is the Action Cable wire format: decoding client commands, encoding
 //!   server frames byte for byte as Rails does.
 //! - [`auth`] decides who a connection belongs to (a pipeline of identification steps
@@ -15,7 +16,8 @@
 //! - [`broker`] moves broadcasts between nodes (in memory for a single node, Redis
 //!   pub/sub for a fleet, speaking Rails' own channel names).
 //! - [`redis`] builds the Redis connections the broker and the presence store use.
-//! - [`config`] and [`metrics`] are what an operator touches.
+//! - [`config`] and [`metrics`] are what an operator touches: `config` reads every
+//!   source and checks it once into each component's typed settings.
 //!
 //! See ARCHITECTURE.md for the invariants each module keeps.
 

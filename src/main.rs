@@ -101,15 +101,15 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     // The one line on stdout, for scripts and tests that start us on port 0.
-    println!("ferrocable listening on http://{addr}{}", cfg.raw.path);
-    tracing::info!(%addr, path = %cfg.raw.path, mode, "listening");
+    println!("ferrocable listening on http://{addr}{}", cfg.http.path);
+    tracing::info!(%addr, path = %cfg.http.path, mode, "listening");
 
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(server.run(shutdown.clone()));
     let sig = signals.next().await;
     tracing::info!(
         signal = sig,
-        grace_secs = cfg.shutdown_timeout.as_secs_f64(),
+        grace_secs = cfg.shutdown.timeout.as_secs_f64(),
         "shutting down"
     );
     shutdown.cancel();

@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "channels",
         &["auth", "broker", "hub", "presence", "protocol", "redis"],
     ),
-    ("config", &["auth", "channels"]),
+    ("config", &["auth", "broker", "channels", "presence"]),
     ("metrics", &["broker", "presence", "protocol"]),
     (
         "server",

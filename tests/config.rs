@@ -199,6 +199,23 @@ fn a_bad_config_file_is_refused_naming_the_file_and_key() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+#[test]
+fn print_config_reports_the_connection_limits_a_start_refuses() {
+    // These were checked only when the server started, after Redis had connected.
+    for (flag, value) in [("--max-header-bytes", "100"), ("--auth-timeout", "0")] {
+        for print in [true, false] {
+            let mut args = vec![flag, value];
+            if print {
+                args.push("--print-config");
+            }
+            let out = run(&args, &[]);
+            assert_eq!(out.status.code(), Some(1), "{flag} print={print}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn values_from_the_file_take_effect() {
     let (dir, file) = config_file(&format!(

@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod profile_cache;
 pub mod profiles;
 pub mod rails;
+pub mod settings;
 pub mod sql;
 
 use std::fmt;
@@ -35,6 +36,7 @@ use rails::cookie_jar::hex_val;
 use rails::CookieJar;
 
 pub use profiles::{ProfileError, ProfileSource, UserProfile};
+pub use settings::{profile_source, AuthSettings, AuthSetupError, IdentifierSpec, ProfileSpec};
 
 /// What authentication can see of the upgrade request.
 ///

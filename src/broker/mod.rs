@@ -17,6 +17,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use bytes::Bytes;
 
 pub use memory::MemoryBroker;
 pub use redis::{RedisBroker, RedisBrokerConfig};
+pub use settings::{BrokerSettings, ConnectedBroker};
 
 /// The broadcasting prefix of Action Cable's per-connection internal channels
 /// (`action_cable/<connection identifier>`, where `remote_connections.disconnect` publishes).

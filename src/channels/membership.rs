@@ -28,6 +28,10 @@ pub enum MembershipError {
         /// What went wrong.
         why: String,
     },
+    /// The checker's Redis connection cannot be set up (bad URL, unreachable while
+    /// required).
+    #[error("member_of checker: {0}")]
+    Setup(#[from] crate::redis::RedisSetupError),
 }
 
 /// Answers set-membership questions.
@@ -53,12 +57,11 @@ impl RedisMembership {
     ///
     /// # Errors
     /// When the URL is invalid, or Redis is required and cannot be reached.
-    pub async fn connect(url: &str, required: bool) -> Result<RedisMembership, String> {
-        let client = client_for(url, 8).map_err(|e| e.to_string())?;
+    pub async fn connect(url: &str, required: bool) -> Result<RedisMembership, MembershipError> {
+        let client = client_for(url, 8)
+            .map_err(|e| crate::redis::RedisSetupError::InvalidUrl(e.details().to_string()))?;
         let link = Link::watch(&client);
-        connect(&client, "member_of checker", required)
-            .await
-            .map_err(|e| e.to_string())?;
+        connect(&client, "member_of checker", required).await?;
         tracing::info!("redis member_of checker connected");
         Ok(RedisMembership { client, link })
     }

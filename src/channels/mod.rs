@@ -32,6 +32,7 @@
 pub mod membership;
 pub mod naming;
 pub mod presence;
+pub mod settings;
 pub mod streams;
 mod table;
 pub mod turbo;
@@ -51,6 +52,7 @@ use crate::protocol::{frames, ChannelParams, Identifier};
 
 pub use membership::{Membership, MembershipError, RedisMembership};
 pub use presence::PresenceChannel;
+pub use settings::{ChannelDeps, ChannelsSettings, MembershipSettings, TurboKey};
 pub use streams::{
     check_declarations, BareChannel, ChannelSpecError, DeclarationContext, StreamChannel,
     StreamChannelDeps, StreamChannelSpec,

@@ -13,16 +13,22 @@
 //! `max_connections`; lists are TOML arrays (or one comma-separated string); `[[channels]]`
 //! tables declare stream channels as the channels file does. An unknown key, a key
 //! given twice, or a value the flag would refuse is an error naming the file and key.
+//!
+//! The files the flags point at (`--channels-file`, `--jwt-public-key-file`) and
+//! Rails' `DATABASE_URL` are read here too, into [`Read`], so [`Config::check`] reads
+//! nothing itself; a file that cannot be read is reported by the check, like any bad
+//! value (after `--print-config` has printed).
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use super::rails::{self, RailsError};
-use super::Config;
+use super::{Config, Secret};
 use crate::channels::StreamChannelSpec;
 
 /// Arguments that never come from the file: where the file is, and actions.
@@ -96,6 +102,53 @@ pub struct Loaded {
     channels: Option<(PathBuf, toml::Value)>,
 }
 
+/// What the loader read for [`Config::check`]: the contents of the files the flags
+/// name, and Rails' `DATABASE_URL`. Holds secrets: its `Debug` shows none of it.
+#[derive(Clone, Default)]
+pub struct Read {
+    /// `--channels-file`'s text, or why it could not be read; `None` when no file is
+    /// named, or when the [`Config`] was not built by [`Loaded`].
+    pub channels_file: Option<Result<String, Arc<std::io::Error>>>,
+    /// `--jwt-public-key-file`'s bytes, or why they could not be read.
+    pub jwt_public_key: Option<Result<Vec<u8>, Arc<std::io::Error>>>,
+    /// Rails' `DATABASE_URL` (used only by `--profile-source database` without
+    /// `--database-url`).
+    pub rails_database_url: Option<Secret>,
+}
+
+impl std::fmt::Debug for Read {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Read")
+            .field(
+                "channels_file",
+                &self.channels_file.as_ref().map(Result::is_ok),
+            )
+            .field(
+                "jwt_public_key",
+                &self.jwt_public_key.as_ref().map(Result::is_ok),
+            )
+            .field("rails_database_url", &self.rails_database_url)
+            .finish()
+    }
+}
+
+impl Read {
+    /// Reads what `config` names; `env` looks up `DATABASE_URL`.
+    fn of(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Read {
+        Read {
+            channels_file: config
+                .channels_file
+                .as_ref()
+                .map(|p| std::fs::read_to_string(p).map_err(Arc::new)),
+            jwt_public_key: config
+                .jwt_public_key_file
+                .as_ref()
+                .map(|p| std::fs::read(p).map_err(Arc::new)),
+            rails_database_url: env("DATABASE_URL").map(Secret),
+        }
+    }
+}
+
 /// Values from the file or the Rails app, given to clap as defaults. Holds secrets:
 /// deliberately not `Debug`.
 #[derive(Clone)]
@@ -123,8 +176,9 @@ impl Loaded {
 
     /// Loads from `args` (the first is the program name). `env` looks up the
     /// variables read before the parse (`FERROCABLE_CONFIG`, `FERROCABLE_RAILS_ROOT`,
-    /// `RAILS_ENV`, `RACK_ENV`, and those `cable.yml`'s ERB reads); clap reads the
-    /// flags' own variables from the process environment.
+    /// `RAILS_ENV`, `RACK_ENV`, and those `cable.yml`'s ERB reads) and Rails'
+    /// `DATABASE_URL`; clap reads the flags' own variables from the process
+    /// environment. The files the flags name are read into [`Config::read`].
     ///
     /// # Errors
     /// See [`LoadError`].
@@ -180,6 +234,7 @@ impl Loaded {
         }
         let matches = cmd.try_get_matches_from(args)?;
         let mut config = Config::from_arg_matches(&matches)?;
+        config.read = Read::of(&config, env);
         let channels = channels.map(|(path, (specs, raw))| {
             config.inline_channels = specs;
             (path, raw)
@@ -590,7 +645,7 @@ mod tests {
         let round: toml::Table = text.parse().expect("valid TOML");
         assert!(round.contains_key("channels"));
         let checked = l.config.check().expect("valid");
-        assert_eq!(checked.channels.channels.len(), 1);
+        assert_eq!(checked.channels.declared.len(), 1);
     }
 
     #[test]

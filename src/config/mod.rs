@@ -7,25 +7,27 @@
 //! [`Config::check`] turns the raw values into a [`Checked`] config or a
 //! [`ConfigError`] that names the bad value.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::auth::jwt::{JwtAlgorithm, JwtConfig};
-use crate::auth::profile_cache::CacheConfig;
-use crate::auth::rails::{CipherMode, DigestMode, RailsSecrets, Serializer};
-use crate::auth::sql::DatabaseConfig;
-use crate::channels::StreamChannelSpec;
+use crate::auth::rails::DigestMode;
+use crate::auth::AuthSettings;
+use crate::broker::BrokerSettings;
+use crate::channels::{ChannelsSettings, StreamChannelSpec};
+use crate::presence::PresenceSettings;
 
+mod check;
 pub mod load;
 pub mod rails;
+pub mod settings;
 
-pub use load::{LoadError, Loaded};
+pub use crate::auth::{IdentifierSpec, ProfileSpec};
+pub use load::{LoadError, Loaded, Read};
+pub use settings::{CommandRate, HttpSettings, LimitsSettings, ShutdownSettings};
 
 /// ferrocable: a standalone Action Cable server for Rails apps.
 #[derive(Debug, Clone, Parser)]
@@ -56,6 +58,10 @@ pub struct Config {
     /// Stream channels declared inline in the config file (`[[channels]]`).
     #[arg(skip)]
     pub inline_channels: Vec<StreamChannelSpec>,
+
+    /// What [`Loaded`] read for the check (the files named by flags, `DATABASE_URL`).
+    #[arg(skip)]
+    pub read: load::Read,
 
     /// Address to listen on.
     #[arg(long, env = "FERROCABLE_HOST", default_value = "127.0.0.1")]
@@ -401,50 +407,6 @@ pub enum SerializerArg {
     Hybrid,
 }
 
-/// One identification step, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentifierSpec {
-    /// `cookies.signed[name]`.
-    SignedCookie(String),
-    /// `cookies.encrypted[name]`.
-    EncryptedCookie(String),
-    /// A key path in the cookie-store session.
-    Session {
-        /// The session cookie's name.
-        cookie: String,
-        /// The key path.
-        path: Vec<String>,
-    },
-    /// A JWT.
-    Jwt,
-}
-
-impl IdentifierSpec {
-    fn parse(s: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::BadIdentifier(s.to_owned());
-        let mut parts = s.splitn(3, ':');
-        let kind = parts.next().unwrap_or_default().trim();
-        let a = parts.next().map(str::trim).filter(|x| !x.is_empty());
-        let b = parts.next().map(str::trim).filter(|x| !x.is_empty());
-        Ok(match (kind, a, b) {
-            ("signed_cookie", Some(name), None) => IdentifierSpec::SignedCookie(name.to_owned()),
-            ("encrypted_cookie", Some(name), None) => {
-                IdentifierSpec::EncryptedCookie(name.to_owned())
-            }
-            ("session", Some(cookie), Some(path)) => IdentifierSpec::Session {
-                cookie: cookie.to_owned(),
-                path: path.split('.').map(str::to_owned).collect(),
-            },
-            ("jwt", None, None) => IdentifierSpec::Jwt,
-            _ => return Err(bad()),
-        })
-    }
-
-    fn needs_secret(&self) -> bool {
-        !matches!(self, IdentifierSpec::Jwt)
-    }
-}
-
 /// `--profile-source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProfileSourceArg {
@@ -455,18 +417,6 @@ pub enum ProfileSourceArg {
     /// The users file.
     UsersFile,
     /// Every id is a user; name and avatar_url are null.
-    IdOnly,
-}
-
-/// Where user profiles come from, as configured.
-#[derive(Debug, Clone)]
-pub enum ProfileSpec {
-    /// The app's database (boxed: its connect options are large, the other variants
-    /// small).
-    Database(Box<DatabaseConfig>),
-    /// A users file.
-    UsersFile(PathBuf),
-    /// Every id is a user.
     IdOnly,
 }
 
@@ -518,29 +468,25 @@ pub struct ChannelsFile {
     pub channels: Vec<StreamChannelSpec>,
 }
 
-/// A configuration that passed every check.
+/// A configuration that passed every check: each component's settings.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// The raw flags.
-    pub raw: Config,
-    /// Where to bind.
-    pub addr: SocketAddr,
-    /// The Origin check.
-    pub origins: Arc<OriginPolicy>,
-    /// Declared channels.
-    pub channels: ChannelsFile,
-    /// Shutdown grace period.
-    pub shutdown_timeout: Duration,
-    /// Identification steps, in order.
-    pub identifiers: Vec<IdentifierSpec>,
-    /// Rails cookie settings, when a secret_key_base is set.
-    pub rails: Option<RailsSecrets>,
-    /// JWT settings, when a key is set.
-    pub jwt: Option<JwtConfig>,
-    /// Where user profiles come from.
-    pub profiles: ProfileSpec,
-    /// The cache in front of database profiles.
-    pub profile_cache: CacheConfig,
+    /// Where to listen and what to accept.
+    pub http: HttpSettings,
+    /// Who the users are.
+    pub auth: AuthSettings,
+    /// Which broker carries broadcasts.
+    pub broker: BrokerSettings,
+    /// Where presence lives.
+    pub presence: PresenceSettings,
+    /// The channels.
+    pub channels: ChannelsSettings,
+    /// Per-connection limits.
+    pub limits: LimitsSettings,
+    /// The stop sequence.
+    pub shutdown: ShutdownSettings,
+    /// How logs are written.
+    pub log_format: LogFormat,
 }
 
 /// A configuration value is invalid.
@@ -589,8 +535,8 @@ pub enum ConfigError {
     #[error("--identifiers uses cookies but SECRET_KEY_BASE / --secret-key-base is not set")]
     MissingSecret,
     /// `jwt` is configured without a key, or the key is unusable.
-    #[error("JWT: {0}")]
-    Jwt(String),
+    #[error(transparent)]
+    Jwt(#[from] JwtSettingError),
     /// The node id has characters our Redis keys cannot hold.
     #[error("--node-id must be letters, digits, '.', '_', '-' or ':', got {0:?}")]
     BadNodeId(String),
@@ -598,295 +544,78 @@ pub enum ConfigError {
     #[error("channel {0:?} is declared twice (config file [[channels]] and --channels-file)")]
     DuplicateChannel(String),
     /// The profile source is misconfigured (a bad database URL, a missing file flag).
-    #[error("profiles: {0}")]
-    Profiles(String),
+    #[error(transparent)]
+    Profiles(#[from] ProfileSettingError),
 }
 
-impl Config {
-    fn jwt_config(&self) -> Result<Option<JwtConfig>, ConfigError> {
-        let algorithm = match self.jwt_algorithm.to_ascii_uppercase().as_str() {
-            "HS256" => JwtAlgorithm::Hs256,
-            "HS384" => JwtAlgorithm::Hs384,
-            "HS512" => JwtAlgorithm::Hs512,
-            "RS256" => JwtAlgorithm::Rs256,
-            "ES256" => JwtAlgorithm::Es256,
-            other => return Err(ConfigError::Jwt(format!("unsupported algorithm {other:?}"))),
-        };
-        let hmac = matches!(
-            algorithm,
-            JwtAlgorithm::Hs256 | JwtAlgorithm::Hs384 | JwtAlgorithm::Hs512
-        );
-        let key = match (&self.jwt_secret, &self.jwt_public_key_file, hmac) {
-            (None, None, _) => return Ok(None),
-            (Some(s), None, true) => s.0.clone().into_bytes(),
-            (None, Some(path), false) => std::fs::read(path)
-                .map_err(|e| ConfigError::Jwt(format!("cannot read {}: {e}", path.display())))?,
-            (Some(_), _, false) => {
-                return Err(ConfigError::Jwt(format!(
-                    "{} needs --jwt-public-key-file, not a secret",
-                    algorithm.name()
-                )))
-            }
-            (_, Some(_), true) => {
-                return Err(ConfigError::Jwt(format!(
-                    "{} needs --jwt-secret, not a key file",
-                    algorithm.name()
-                )))
-            }
-        };
-        Ok(Some(JwtConfig {
-            algorithm,
-            key,
-            user_id_claim: self.jwt_claim.clone(),
-            leeway_secs: 0,
-            audience: None,
-            issuer: None,
-        }))
-    }
+/// A JWT setting is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtSettingError {
+    /// `--jwt-algorithm` names no algorithm we accept.
+    #[error("JWT: unsupported algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// An RS/ES algorithm with a secret.
+    #[error("JWT: {0} needs --jwt-public-key-file, not a secret")]
+    NeedsKeyFile(&'static str),
+    /// An HS algorithm with a key file.
+    #[error("JWT: {0} needs --jwt-secret, not a key file")]
+    NeedsSecret(&'static str),
+    /// `--jwt-public-key-file` cannot be read.
+    #[error("JWT: cannot read {path}: {source}")]
+    ReadKey {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// `--identifiers` has `jwt` but no key is set.
+    #[error("JWT: --identifiers has jwt but no --jwt-secret or --jwt-public-key-file")]
+    NoKey,
+}
 
-    /// Where profiles come from; `rails_database_url` reads Rails' `DATABASE_URL`, and
-    /// is asked only for `--profile-source database` without `--database-url`.
-    fn profile_spec(
-        &self,
-        rails_database_url: impl FnOnce() -> Option<String>,
-    ) -> Result<ProfileSpec, ConfigError> {
-        let database = |flag: &str, url: &str| {
-            DatabaseConfig::parse(url, self.profile_query.as_deref())
-                .map(|db| ProfileSpec::Database(Box::new(db)))
-                .map_err(|e| ConfigError::Profiles(format!("{flag}: {e}")))
-        };
-        let spec = match (self.profile_source, &self.database_url, &self.users_file) {
-            (ProfileSourceArg::Auto | ProfileSourceArg::Database, Some(url), _) => {
-                database("--database-url", &url.0)?
-            }
-            (ProfileSourceArg::Database, None, _) => match rails_database_url() {
-                Some(url) => database("DATABASE_URL", &url)?,
-                None => {
-                    return Err(ConfigError::Profiles(
-                        "--profile-source database needs --database-url (FERROCABLE_DATABASE_URL) or Rails' DATABASE_URL".into(),
-                    ))
-                }
-            },
-            (ProfileSourceArg::Auto | ProfileSourceArg::UsersFile, _, Some(path)) => {
-                ProfileSpec::UsersFile(path.clone())
-            }
-            (ProfileSourceArg::UsersFile, _, None) => {
-                return Err(ConfigError::Profiles(
-                    "--profile-source users-file needs --users-file".into(),
-                ))
-            }
-            (ProfileSourceArg::Auto | ProfileSourceArg::IdOnly, _, _) => ProfileSpec::IdOnly,
-        };
-        if self.profile_query.is_some() && !matches!(spec, ProfileSpec::Database(_)) {
-            return Err(ConfigError::Profiles(
-                "--profile-query is set but profiles do not come from a database".into(),
-            ));
-        }
-        Ok(spec)
-    }
-
-    /// Checks every value and derives what the server needs.
-    ///
-    /// # Errors
-    /// The first invalid value, named.
-    pub fn check(self) -> Result<Checked, ConfigError> {
-        if !self.path.starts_with('/') {
-            return Err(ConfigError::BadPath(self.path));
-        }
-        let mut allowed = Vec::new();
-        for entry in self
-            .allowed_origins
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-        {
-            if entry.len() >= 2 && entry.starts_with('/') && entry.ends_with('/') {
-                let pattern = &entry[1..entry.len() - 1];
-                let re = Regex::new(pattern).map_err(|source| ConfigError::BadOriginPattern {
-                    pattern: pattern.to_owned(),
-                    source,
-                })?;
-                allowed.push(OriginRule::Pattern(re));
-            } else {
-                allowed.push(OriginRule::Exact(entry.to_owned()));
-            }
-        }
-        for (name, value) in [
-            ("--outbox-bytes", self.outbox_bytes),
-            ("--max-identifier-size", self.max_identifier_size),
-            ("--max-message-size", self.max_message_size),
-            ("--max-subscriptions", self.max_subscriptions),
-            ("--max-connections", self.max_connections),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::BadLimit {
-                    name,
-                    what: "at least 1",
-                    value: value.to_string(),
-                });
-            }
-        }
-        if !(self.write_timeout.is_finite() && (0.1..=3600.0).contains(&self.write_timeout)) {
-            return Err(ConfigError::BadLimit {
-                name: "--write-timeout",
-                what: "between 0.1 and 3600 seconds",
-                value: self.write_timeout.to_string(),
-            });
-        }
-        for (name, value) in [
-            ("--drain-delay", self.drain_delay),
-            ("--drain-window", self.drain_window),
-        ] {
-            if !(value.is_finite() && (0.0..=3600.0).contains(&value)) {
-                return Err(ConfigError::BadLimit {
-                    name,
-                    what: "between 0 and 3600 seconds",
-                    value: value.to_string(),
-                });
-            }
-        }
-        if !(self.shutdown_timeout.is_finite() && (0.0..=3600.0).contains(&self.shutdown_timeout)) {
-            return Err(ConfigError::BadLimit {
-                name: "--shutdown-timeout",
-                what: "between 0 and 3600 seconds",
-                value: self.shutdown_timeout.to_string(),
-            });
-        }
-        if self
-            .dev_user_param
-            .as_deref()
-            .is_some_and(|p| p.trim().is_empty())
-        {
-            return Err(ConfigError::EmptyDevParam);
-        }
-        if !(self.node_ttl.is_finite() && (0.3..=3600.0).contains(&self.node_ttl)) {
-            return Err(ConfigError::BadLimit {
-                name: "--node-ttl",
-                what: "between 0.3 and 3600 seconds",
-                value: self.node_ttl.to_string(),
-            });
-        }
-        if let Some(id) = &self.node_id {
-            let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
-            if id.is_empty() || !id.chars().all(ok) {
-                return Err(ConfigError::BadNodeId(id.clone()));
-            }
-        }
-        let mut channels = match &self.channels_file {
-            None => ChannelsFile::default(),
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| ConfigError::ChannelsFile {
-                        path: shown.clone(),
-                        why: e.to_string(),
-                    })?;
-                toml::from_str(&text).map_err(|e| ConfigError::ChannelsFile {
-                    path: shown,
-                    why: e.to_string(),
-                })?
-            }
-        };
-        for spec in &self.inline_channels {
-            if channels.channels.iter().any(|c| c.name == spec.name) {
-                return Err(ConfigError::DuplicateChannel(spec.name.clone()));
-            }
-            channels.channels.push(spec.clone());
-        }
-        crate::channels::check_declarations(
-            &channels.channels,
-            &crate::channels::DeclarationContext {
-                redis: self
-                    .redis_url
-                    .as_deref()
-                    .is_some_and(|u| !u.trim().is_empty()),
-                globalid_app: self.globalid_app.as_deref(),
-            },
-        )?;
-        let rails = match &self.secret_key_base {
-            None => None,
-            Some(current) => {
-                let mut secret_key_base = vec![current.0.clone()];
-                secret_key_base.extend(self.old_secret_key_bases.iter().map(|s| s.0.clone()));
-                Some(RailsSecrets {
-                    secret_key_base,
-                    key_digest: self.key_digest.into(),
-                    signed_cookie_digest: self.signed_cookie_digest.into(),
-                    encrypted_cookie_cipher: match self.encrypted_cookie_cipher {
-                        CipherArg::Gcm => CipherMode::Gcm,
-                        CipherArg::Cbc => CipherMode::Cbc,
-                        CipherArg::Auto => CipherMode::Auto,
-                    },
-                    serializer: match self.cookie_serializer {
-                        SerializerArg::Json => Serializer::Json,
-                        SerializerArg::Marshal => Serializer::Marshal,
-                        SerializerArg::Hybrid => Serializer::Hybrid,
-                    },
-                    ..RailsSecrets::default()
-                })
-            }
-        };
-        let jwt = self.jwt_config()?;
-        let mut identifiers = Vec::new();
-        for entry in self.identifiers.iter().filter(|s| !s.trim().is_empty()) {
-            identifiers.push(IdentifierSpec::parse(entry)?);
-        }
-        if identifiers.is_empty() {
-            if rails.is_some() {
-                identifiers.push(IdentifierSpec::EncryptedCookie("user_id".into()));
-                identifiers.push(IdentifierSpec::SignedCookie("user_id".into()));
-            }
-            if jwt.is_some() {
-                identifiers.push(IdentifierSpec::Jwt);
-            }
-        }
-        if rails.is_none() && identifiers.iter().any(IdentifierSpec::needs_secret) {
-            return Err(ConfigError::MissingSecret);
-        }
-        if jwt.is_none() && identifiers.contains(&IdentifierSpec::Jwt) {
-            return Err(ConfigError::Jwt(
-                "--identifiers has jwt but no --jwt-secret or --jwt-public-key-file".into(),
-            ));
-        }
-        let profiles = self.profile_spec(|| std::env::var("DATABASE_URL").ok())?;
-        let profile_cache = CacheConfig::new(
-            self.profile_cache_size,
-            Duration::from_secs(self.profile_cache_ttl),
-        );
-        Ok(Checked {
-            profiles,
-            profile_cache,
-            identifiers,
-            rails,
-            jwt,
-            addr: SocketAddr::new(self.host, self.port),
-            origins: Arc::new(OriginPolicy {
-                disabled: self.disable_forgery_protection,
-                same_as_host: self.allow_same_origin_as_host,
-                allowed,
-            }),
-            channels,
-            shutdown_timeout: Duration::from_secs_f64(self.shutdown_timeout),
-            raw: self,
-        })
-    }
+/// The profile source is misconfigured.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileSettingError {
+    /// The database URL cannot be used (the URL itself is never shown).
+    #[error("profiles: {flag}: {source}")]
+    Database {
+        /// `--database-url` or `DATABASE_URL`.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: crate::auth::ProfileError,
+    },
+    /// `--profile-source database` and no URL.
+    #[error("profiles: --profile-source database needs --database-url (FERROCABLE_DATABASE_URL) or Rails' DATABASE_URL")]
+    DatabaseWithoutUrl,
+    /// `--profile-source users-file` and no file.
+    #[error("profiles: --profile-source users-file needs --users-file")]
+    UsersFileWithoutFile,
+    /// `--profile-query` without a database.
+    #[error("profiles: --profile-query is set but profiles do not come from a database")]
+    QueryWithoutDatabase,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The flags as [`Loaded`] parses them (reading the files they name), with no
+    /// environment.
     fn parse(args: &[&str]) -> Config {
-        let mut v = vec!["ferrocable"];
-        v.extend_from_slice(args);
-        Config::try_parse_from(v).expect("valid flags")
+        let mut v = vec!["ferrocable".into()];
+        v.extend(args.iter().map(Into::into));
+        Loaded::from_args(v, &|_| None).expect("valid flags").config
     }
 
     #[test]
     fn defaults_check() {
         let c = parse(&[]).check().expect("defaults are valid");
-        assert_eq!(c.raw.path, "/cable");
-        assert!(c.origins.same_as_host && !c.origins.disabled);
+        assert_eq!(c.http.path, "/cable");
+        assert!(c.http.origins.same_as_host && !c.http.origins.disabled);
+        assert!(matches!(c.broker, BrokerSettings::Memory));
+        assert!(matches!(c.presence, PresenceSettings::Memory));
     }
 
     #[test]
@@ -897,10 +626,11 @@ mod tests {
         ])
         .check()
         .expect("valid");
-        assert!(c.origins.allowed[0].matches("http://a.test"));
-        assert!(!c.origins.allowed[0].matches("http://a.test/"));
-        assert!(c.origins.allowed[1].matches("http://localhost:3000"));
-        assert!(!c.origins.allowed[1].matches("http://localhost:x"));
+        let allowed = &c.http.origins.allowed;
+        assert!(allowed[0].matches("http://a.test"));
+        assert!(!allowed[0].matches("http://a.test/"));
+        assert!(allowed[1].matches("http://localhost:3000"));
+        assert!(!allowed[1].matches("http://localhost:x"));
     }
 
     #[test]
@@ -930,11 +660,45 @@ mod tests {
         let e = parse(&["--identifiers", "cookie:x"]).check().unwrap_err();
         assert!(matches!(e, ConfigError::BadIdentifier(_)), "{e}");
         let e = parse(&["--identifiers", "jwt"]).check().unwrap_err();
-        assert!(matches!(e, ConfigError::Jwt(_)), "{e}");
+        assert!(matches!(e, ConfigError::Jwt(JwtSettingError::NoKey)), "{e}");
         let e = parse(&["--jwt-secret", "s", "--jwt-algorithm", "none"])
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("unsupported algorithm"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_are_checked_with_the_rest() {
+        // Once checked only when the server started (after Redis): now here, so
+        // --print-config names them too.
+        for (flag, value) in [
+            ("--auth-timeout", "0"),
+            ("--handshake-timeout", "0.05"),
+            ("--command-flood-seconds", "0.5"),
+            ("--command-burst", "0"),
+            // hyper panics on a read buffer under 8 KiB: refused here, by name.
+            ("--max-header-bytes", "8191"),
+            ("--max-cookie-bytes", "0"),
+        ] {
+            let e = parse(&[flag, value]).check().unwrap_err();
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+        // Rate 0 is off, whatever the burst.
+        let c = parse(&["--command-burst", "0", "--max-commands-per-second", "0"])
+            .check()
+            .expect("valid");
+        assert_eq!(c.limits.command_rate, None);
+        let c = parse(&["--max-commands-per-second", "10", "--command-burst", "3"])
+            .check()
+            .expect("valid");
+        assert_eq!(
+            c.limits.command_rate,
+            Some(CommandRate {
+                per_sec: 10,
+                burst: 3,
+                flood: std::time::Duration::from_secs(10)
+            })
+        );
     }
 
     #[test]
@@ -992,10 +756,13 @@ mod tests {
         let c = parse(&["--database-url", "sqlite:x.db", "--profile-cache-ttl", "0"])
             .check()
             .expect("valid");
-        assert!(!c.profile_cache.enabled());
+        assert!(!c.auth.profile_cache.enabled());
+        let args = ["--database-url", "postgres://u:hunter2@h/db"];
+        let c = parse(&args).check().expect("valid");
         assert!(
-            !format!("{:?}", c.raw).contains("x.db"),
-            "the URL is redacted in Debug"
+            !format!("{:?}", parse(&args)).contains("hunter2")
+                && !format!("{c:?}").contains("hunter2"),
+            "the password is redacted in Debug"
         );
     }
 
@@ -1005,7 +772,7 @@ mod tests {
             .check()
             .expect("valid");
         assert_eq!(
-            c.identifiers,
+            c.auth.identifiers,
             vec![
                 IdentifierSpec::EncryptedCookie("user_id".into()),
                 IdentifierSpec::SignedCookie("user_id".into()),
@@ -1023,14 +790,14 @@ mod tests {
         .check()
         .expect("valid");
         assert_eq!(
-            c.identifiers[0],
+            c.auth.identifiers[0],
             IdentifierSpec::Session {
                 cookie: "_app_session".into(),
                 path: vec!["warden".into(), "user".into(), "user".into(), "key".into()]
             }
         );
         assert!(
-            !format!("{:?}", c.raw).contains("\"x\""),
+            !format!("{c:?}").contains("\"x\""),
             "secrets are redacted in Debug"
         );
         let e = parse(&["--node-id", "a/b"]).check().unwrap_err();
@@ -1053,12 +820,31 @@ mod tests {
         ])
         .check()
         .expect("valid");
-        assert_eq!(c.raw.redis_url.as_deref(), Some("redis://127.0.0.1:6390/0"));
-        assert_eq!(c.raw.channel_prefix.as_deref(), Some("refapp"));
-        assert_eq!(c.raw.node_id.as_deref(), Some("web-1.a_b:2"));
-        assert_eq!(c.raw.node_ttl, 1.5);
+        let BrokerSettings::Redis(broker) = &c.broker else {
+            panic!("redis broker: {:?}", c.broker)
+        };
+        assert_eq!(broker.url, "redis://127.0.0.1:6390/0");
+        assert_eq!(broker.channel_prefix.as_deref(), Some("refapp"));
+        let PresenceSettings::Redis {
+            url,
+            node_id,
+            node_ttl,
+            required,
+        } = &c.presence
+        else {
+            panic!("redis presence: {:?}", c.presence)
+        };
+        assert_eq!(url, "redis://127.0.0.1:6390/0");
+        assert_eq!(node_id.as_deref(), Some("web-1.a_b:2"));
+        assert_eq!(*node_ttl, std::time::Duration::from_millis(1500));
+        assert!(!required);
         // Rails keeps an empty prefix (`:chat_lobby`); so do we.
-        let c = parse(&["--channel-prefix", ""]).check().expect("valid");
-        assert_eq!(c.raw.channel_prefix.as_deref(), Some(""));
+        let c = parse(&["--channel-prefix", "", "--redis-url", "redis://h"])
+            .check()
+            .expect("valid");
+        let BrokerSettings::Redis(broker) = &c.broker else {
+            panic!("redis broker")
+        };
+        assert_eq!(broker.channel_prefix.as_deref(), Some(""));
     }
 }

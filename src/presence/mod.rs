@@ -13,6 +13,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tokio::sync::Notify;
 
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, RedisStoreConfig};
+pub use settings::PresenceSettings;
 
 /// A Rails user id.
 pub type UserId = i64;

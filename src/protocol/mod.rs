@@ -13,6 +13,7 @@
 
 pub mod command;
 pub mod frames;
+pub mod internal;
 pub mod json;
 pub mod ruby;
 
@@ -20,6 +21,7 @@ pub use command::{
     clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
 };
 pub use frames::DisconnectReason;
+pub use internal::{InternalError, InternalMessage};
 
 /// The subprotocol Action Cable clients speak.
 pub const PROTOCOL_V1_JSON: &str = "actioncable-v1-json";

@@ -84,7 +84,7 @@ pub async fn run(
     let reader = Reader {
         rd,
         pending,
-        max: state.max_message_size,
+        max: state.limits.max_message_size,
     };
     let open = OpenConnection::new(&state.metrics);
     let admitted = admit(id, reader, wr, req, &state, &shutdown)
@@ -220,7 +220,7 @@ async fn admit(
     tracing::Span::current().record("user", identity.user_id);
     tracing::debug!(via = identity.via, "connection authenticated");
 
-    let conn = Connection::with_budget(id, state.outbox_bytes);
+    let conn = Connection::with_budget(id, state.limits.outbox_bytes);
     // As Rails does before the welcome: listen on the connection's internal channel
     // (`action_cable/<gid>`) for remote disconnects.
     let internal = identity.connection_identifier.clone();
@@ -269,14 +269,15 @@ async fn serve(
     let mut ping = state.ping.clone();
     // Only pings sent from now on; the first comes within one interval.
     ping.borrow_and_update();
-    let writer =
-        tokio::spawn(write_loop(wr, ping, conn.clone(), state.write_timeout).in_current_span());
+    let writer = tokio::spawn(
+        write_loop(wr, ping, conn.clone(), state.limits.write_timeout).in_current_span(),
+    );
 
     let mut subs = Subscriptions::new(
         conn.clone(),
         identity,
-        state.max_subscriptions,
-        state.max_identifier_size,
+        state.limits.max_subscriptions,
+        state.limits.max_identifier_size,
     );
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
     let why = match conn.closing_how() {
@@ -366,7 +367,7 @@ async fn read_loop(
         let read = tokio::select! {
             biased;
             _ = shutdown.cancelled(), if leave_at.is_none() => {
-                let delay = spread(conn.id(), state.drain_window);
+                let delay = spread(conn.id(), state.shutdown.drain_window);
                 if delay.is_zero() {
                     conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
                     return false;
@@ -432,10 +433,10 @@ async fn read_loop(
                     tracing::info!("continuation frame without a message");
                     return false;
                 };
-                if buf.len() + f.payload.len() > state.max_message_size {
+                if buf.len() + f.payload.len() > state.limits.max_message_size {
                     conn.close(Closing::Close(1009));
                     tracing::info!(
-                        limit = state.max_message_size,
+                        limit = state.limits.max_message_size,
                         "fragmented message too large"
                     );
                     return false;

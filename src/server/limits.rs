@@ -36,28 +36,24 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::{AuthError, AuthOutcome, Authenticator, HandshakeRequest};
-use crate::config::{Config, ConfigError};
+use crate::config::LimitsSettings;
 use crate::hub::ConnHandle;
 use crate::metrics::Metrics;
 
-/// The limits, checked once at startup.
+/// The limits, from settings `config` checked at startup. Dereferences to them, so
+/// `limits.max_message_size` reads the setting.
 #[derive(Debug, Clone)]
 pub struct Limits {
     rate: Option<RateLimit>,
-    /// How long a client may take to send its HTTP request headers.
-    pub handshake_timeout: Duration,
-    /// How long authentication may take after the upgrade.
-    pub auth_timeout: Duration,
-    /// The largest HTTP request head hyper reads (its `max_buf_size`).
-    pub max_header_bytes: usize,
-    /// The largest `Cookie` (all headers together) an upgrade may carry.
-    pub max_cookie_bytes: usize,
+    settings: LimitsSettings,
 }
 
-/// hyper's smallest allowed read buffer (`max_buf_size` panics below it).
-const MIN_HEADER_BYTES: usize = 8192;
-/// Sixteen times hyper's default: a request head larger than this is not a browser's.
-const MAX_HEADER_BYTES: usize = 4 << 20;
+impl std::ops::Deref for Limits {
+    type Target = LimitsSettings;
+    fn deref(&self) -> &LimitsSettings {
+        &self.settings
+    }
+}
 
 #[derive(Debug, Clone)]
 struct RateLimit {
@@ -70,81 +66,19 @@ struct RateLimit {
 /// Thousandths of a token.
 const MILLI: u64 = 1000;
 
-fn seconds(
-    name: &'static str,
-    value: f64,
-    (min, what): (f64, &'static str),
-) -> Result<Duration, ConfigError> {
-    if value.is_finite() && value >= min && value <= 3600.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ConfigError::BadLimit {
-            name,
-            what,
-            value: value.to_string(),
-        })
-    }
-}
-
-const TENTH: (f64, &str) = (0.1, "between 0.1 and 3600 seconds");
-const ONE: (f64, &str) = (1.0, "between 1 and 3600 seconds");
-
 impl Limits {
-    /// Reads and checks the limit flags.
-    ///
-    /// # Errors
-    /// A [`ConfigError::BadLimit`] naming the first flag out of range.
-    pub fn new(cfg: &Config) -> Result<Limits, ConfigError> {
-        let handshake_timeout = seconds("--handshake-timeout", cfg.handshake_timeout, TENTH)?;
-        let auth_timeout = seconds("--auth-timeout", cfg.auth_timeout, TENTH)?;
-        let flood = seconds("--command-flood-seconds", cfg.command_flood_seconds, ONE)?;
-        let rate = if cfg.max_commands_per_second == 0 {
-            None
-        } else {
-            if cfg.command_burst == 0 {
-                return Err(ConfigError::BadLimit {
-                    name: "--command-burst",
-                    what: "at least 1",
-                    value: "0".into(),
-                });
-            }
-            Some(RateLimit {
-                per_sec: u64::from(cfg.max_commands_per_second),
-                burst: u64::from(cfg.command_burst),
-                flood_ms: flood.as_millis() as u64,
-                epoch: Instant::now(),
-            })
-        };
-        let bytes = |name, value: usize, min: usize, what| {
-            if (min..=MAX_HEADER_BYTES).contains(&value) {
-                Ok(value)
-            } else {
-                Err(ConfigError::BadLimit {
-                    name,
-                    what,
-                    value: value.to_string(),
-                })
-            }
-        };
-        let max_header_bytes = bytes(
-            "--max-header-bytes",
-            cfg.max_header_bytes,
-            MIN_HEADER_BYTES,
-            "between 8192 and 4194304 bytes",
-        )?;
-        let max_cookie_bytes = bytes(
-            "--max-cookie-bytes",
-            cfg.max_cookie_bytes,
-            1,
-            "between 1 and 4194304 bytes",
-        )?;
-        Ok(Limits {
+    /// The limits `settings` ask for; their clock starts now.
+    pub fn new(settings: &LimitsSettings) -> Limits {
+        let rate = settings.command_rate.map(|r| RateLimit {
+            per_sec: u64::from(r.per_sec),
+            burst: u64::from(r.burst),
+            flood_ms: r.flood.as_millis() as u64,
+            epoch: Instant::now(),
+        });
+        Limits {
             rate,
-            handshake_timeout,
-            auth_timeout,
-            max_header_bytes,
-            max_cookie_bytes,
-        })
+            settings: settings.clone(),
+        }
     }
 
     /// A full bucket for a new connection.
@@ -272,7 +206,8 @@ mod tests {
     fn limits(args: &[&str]) -> Limits {
         let mut v = vec!["ferrocable"];
         v.extend_from_slice(args);
-        Limits::new(&Config::try_parse_from(v).expect("flags")).expect("limits")
+        let cfg = crate::config::Config::try_parse_from(v).expect("flags");
+        Limits::new(&cfg.check().expect("valid").limits)
     }
 
     #[test]
@@ -296,25 +231,6 @@ mod tests {
             assert_eq!(r.take(&mut b, 60_000), None);
         }
         assert!(r.take(&mut b, 60_000).is_some());
-    }
-
-    #[test]
-    fn out_of_range_flags_are_named() {
-        let mut v = vec!["ferrocable", "--auth-timeout", "0"];
-        let e = Limits::new(&Config::try_parse_from(&v).expect("flags")).unwrap_err();
-        assert!(e.to_string().contains("--auth-timeout"), "{e}");
-        v = vec!["ferrocable", "--command-burst", "0"];
-        let e = Limits::new(&Config::try_parse_from(&v).expect("flags")).unwrap_err();
-        assert!(e.to_string().contains("--command-burst"), "{e}");
-        // Rate 0 is off, whatever the burst.
-        v.extend(["--max-commands-per-second", "0"]);
-        assert!(Limits::new(&Config::try_parse_from(&v).expect("flags")).is_ok());
-        // hyper panics on a read buffer under 8 KiB: refused here, by name.
-        for (flag, value) in [("--max-header-bytes", "8191"), ("--max-cookie-bytes", "0")] {
-            let v = ["ferrocable", flag, value];
-            let e = Limits::new(&Config::try_parse_from(v).expect("flags")).unwrap_err();
-            assert!(e.to_string().contains(flag), "{e}");
-        }
     }
 
     struct Never;

@@ -142,7 +142,7 @@ pub fn handle(
         );
         return r;
     }
-    if path != state.path {
+    if path != state.http.path {
         return not_found();
     }
     if req.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
@@ -159,7 +159,7 @@ pub fn handle(
             "Cookie header too large",
         );
     }
-    if !origin_allowed(&state.origins, req.headers()) {
+    if !origin_allowed(&state.http.origins, req.headers()) {
         let origin = req
             .headers()
             .get(ORIGIN)
