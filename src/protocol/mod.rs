@@ -18,7 +18,7 @@ pub mod json;
 pub use command::{
     clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
 };
-pub use frames::DisconnectReason;
+pub use frames::{CloseCode, DisconnectReason};
 
 /// The subprotocol Action Cable clients speak.
 pub const PROTOCOL_V1_JSON: &str = "actioncable-v1-json";

@@ -181,7 +181,7 @@ impl BroadcastHandler for HubRelay {
             return;
         }
         let how = match msg.get("reconnect") {
-            None => crate::hub::Closing::Close(1000),
+            None => crate::hub::Closing::Close(crate::protocol::CloseCode::Normal),
             Some(v) => crate::hub::Closing::Disconnect(crate::protocol::DisconnectReason::Remote {
                 reconnect: v.as_bool().unwrap_or(true),
             }),
