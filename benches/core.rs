@@ -1,9 +1,12 @@
-//! Micro-benchmarks of the hot paths: command decode, frame encode, fan-out.
+//! Micro-benchmarks of the hot paths: command decode, frame encode, fan-out, and
+//! filling / emptying one stream of the hub.
 //!
 //! `cargo bench --bench core`
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
+};
 use ferrocable::hub::{Connection, Hub, Outgoing};
 use ferrocable::protocol::{frames, ClientCommand, Identifier};
 
@@ -76,5 +79,54 @@ fn fan_out(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, encode, fan_out);
+/// Subscribing `n` connections to one stream, and unsubscribing them in a scattered
+/// order: each operation should cost the same whatever the stream's size.
+fn stream_index(c: &mut Criterion) {
+    let id = Identifier::new(r#"{"channel":"PresenceChannel","room_id":"1"}"#);
+    let mut g = c.benchmark_group("stream_index");
+    g.sample_size(10);
+    for n in [1_000usize, 100_000] {
+        let conns: Vec<_> = (0..n)
+            .map(|i| Connection::with_budget(i as u64, 4096))
+            .collect();
+        let fill = |hub: &Hub| {
+            for conn in &conns {
+                hub.subscribe("presence_room_1", &id, conn);
+            }
+        };
+        // A fixed permutation (multiplying by a number coprime to n), so removals
+        // hit every part of the list, not always its end.
+        let order: Vec<u64> = (0..n).map(|i| ((i * 7_919) % n) as u64).collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("subscribe", n), &n, |b, _| {
+            b.iter_batched(
+                || Hub::new(64),
+                |hub| {
+                    fill(&hub);
+                    hub
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_with_input(BenchmarkId::new("unsubscribe", n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    let hub = Hub::new(64);
+                    fill(&hub);
+                    hub
+                },
+                |hub| {
+                    for &conn in &order {
+                        hub.unsubscribe("presence_room_1", &id, conn);
+                    }
+                    hub
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, encode, fan_out, stream_index);
 criterion_main!(benches);

@@ -269,6 +269,33 @@ async fn rails_and_ferrocable_share_presence_and_broadcasts() {
     })
     .await;
 
+    // A numeric room id is named as Ruby writes the number JSON.parse made of it, so
+    // `1.50` (Rails' client) and `15e-1` (ferrocable's) are one room, `1.5`, on both.
+    let float_rails = r#"{"channel":"PresenceChannel","room_id":1.50}"#;
+    let float_fc = r#"{"channel":"PresenceChannel","room_id":15e-1}"#;
+    subscribe(&mut carol, float_rails).await;
+    carol
+        .perform(float_rails, r#"{"action":"heartbeat"}"#)
+        .await;
+    assert_eq!(rails.redis_cli(&["SMEMBERS", "room:1.5:members"]), ["3"]);
+    subscribe(&mut bob, float_fc).await;
+    let both = |m: &Value, action: &str, ids: &[i64]| {
+        let mut got: Vec<i64> = m["member_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        got.sort_unstable();
+        m["action"] == action && m["user"]["id"] == 2 && got == ids
+    };
+    wait_message(&mut carol, float_rails, |m| both(m, "user_joined", &[2, 3])).await;
+    assert_eq!(
+        rails.redis_cli(&["SMEMBERS", "room:1.5:members"]),
+        ["2", "3"]
+    );
+    bob.unsubscribe(float_fc).await;
+    wait_message(&mut carol, float_rails, |m| both(m, "user_left", &[3])).await;
+    assert_eq!(rails.redis_cli(&["SMEMBERS", "room:1.5:members"]), ["3"]);
+
     // Bob leaves ferrocable: Rails' clients hear it, and the set agrees.
     assert_eq!(bob.close(1000).await, support::Seen::Close(1000));
     wait_presence(&mut alice, "user_left", 2, &[1, 3]).await;

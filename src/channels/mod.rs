@@ -10,12 +10,16 @@
 //! 2. an identifier that is not a JSON object with a `channel` is ignored and logged,
 //!    as in Rails; an unknown channel gets `reject_subscription` (Rails stays silent),
 //!    or, with `--confirm-unknown-channels`, a confirmation and no streams;
-//! 3. the channel accepts (naming its streams) or rejects;
+//! 3. the channel accepts (naming its streams, and doing whatever must succeed before
+//!    the client is told it is in: the presence join) or rejects;
 //! 4. the streams are added to the hub and to the broker (which reference-counts
 //!    them: one backend subscription per stream per node) and returns once they are
-//!    live;
+//!    live; if that fails, [`Subscription::abandoned`] undoes step 3 and the client
+//!    gets `reject_subscription`;
 //! 5. `confirm_subscription` is queued, then [`Subscription::confirmed`] runs (presence
-//!    joins here, so the joiner's own `user_joined` always follows its confirm).
+//!    announces the join here, so the joiner's own `user_joined` always follows its
+//!    confirm). Nothing in it may leave the subscription half done: what it cannot do
+//!    is logged, and the subscription stands.
 //!
 //! Unsubscribing removes the streams first, then runs [`Subscription::unsubscribed`],
 //! so a leaver never receives its own `user_left`.
@@ -129,13 +133,21 @@ pub trait Subscription: Send + Sync + 'static {
     /// The streams it listens to.
     fn streams(&self) -> &[Arc<str>];
 
-    /// Runs right after `confirm_subscription` was queued.
+    /// Runs right after `confirm_subscription` was queued. The subscription stands
+    /// whatever this returns, so it must do everything it can even when one part
+    /// fails (anything that may refuse the subscription belongs in
+    /// [`Channel::subscribe`]).
     ///
     /// # Errors
-    /// When a backend fails.
+    /// When a backend fails; the error is logged.
     async fn confirmed(&mut self, _ctx: &Ctx<'_>) -> Result<(), ChannelError> {
         Ok(())
     }
+
+    /// Runs instead of [`Subscription::confirmed`] when the subscription is refused
+    /// after the channel accepted it (its streams could not be subscribed): undoes
+    /// what [`Channel::subscribe`] did, silently, since nobody was told of it.
+    async fn abandoned(&mut self, _ctx: &Ctx<'_>) {}
 
     /// Runs an action (`perform` on the client).
     ///
@@ -335,6 +347,7 @@ impl Subscriptions {
                 for s in &sub.streams()[..i] {
                     self.remove_stream(channels, s, &identifier).await;
                 }
+                sub.abandoned(&ctx).await;
                 self.send(frames::reject(&identifier));
                 return CommandOutcome::Rejected("backend failure");
             }

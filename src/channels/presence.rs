@@ -6,7 +6,9 @@
 //! `user_left`. Unlike the seed:
 //! - membership counts subscriptions, so a user in two tabs leaves with the last tab
 //!   (one `user_left`, not one per tab while still present);
-//! - the joiner always gets its own `user_joined`, after its confirm;
+//! - the join is made before the confirm: a store failure rejects the subscription,
+//!   and a confirmed joiner always gets its own `user_joined`, after its confirm
+//!   (a roster member whose profile cannot be looked up is shown by id only);
 //! - unless `strict` is set, a new subscriber first gets, on its own subscription only,
 //!   one `user_joined` per member already present, so the seed's unchanged Stimulus
 //!   controller shows the whole roster.
@@ -41,7 +43,7 @@ use serde_json::{Map, Value};
 use super::{ChannelError, Ctx, Performed, Subscription};
 use crate::auth::{ProfileSource, UserProfile};
 use crate::broker::SharedBroker;
-use crate::presence::{ChangeKind, PresenceChange, PresenceStore, UserId};
+use crate::presence::{ChangeKind, Join, PresenceChange, PresenceStore, UserId};
 use crate::protocol::json;
 use crate::protocol::ChannelParams;
 
@@ -190,22 +192,33 @@ pub async fn run_maintenance(
 impl super::Channel for PresenceChannel {
     async fn subscribe(
         &self,
-        _ctx: &Ctx<'_>,
+        ctx: &Ctx<'_>,
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
-        // The join runs after the confirm; with the store unreachable (a Redis outage,
-        // or its client still reconnecting while the broker's is back) it would fail
-        // after the client was told it is in. Refuse now instead, as Rails' channel
-        // would fail in `subscribed`.
+        // The join is made here, before the confirm, so a store that fails (a Redis
+        // outage, or its client still reconnecting while the broker's is back) rejects
+        // the subscription instead of failing after the client was told it is in.
+        // A store known to be down is refused without waiting for the attempt.
         if !self.store.is_up() {
             return Err(crate::presence::PresenceError::Backend(
                 "presence store unreachable".into(),
             )
             .into());
         }
-        // `"#{params[:room_id]}"`: nil interpolates as the empty string.
-        let room = params.param_text("room_id").unwrap_or_default();
+        // `"#{params[:room_id]}"`: nil interpolates as the empty string; an array or
+        // object is refused (see `protocol::ruby`).
+        let room = match params.param_text("room_id") {
+            Ok(room) => room.unwrap_or_default(),
+            Err(e) => {
+                tracing::info!(error = %e, "room_id cannot be interpolated: subscription rejected");
+                return Ok(None);
+            }
+        };
         let stream: Arc<str> = Arc::from(room_stream(&room));
+        let join = self
+            .store
+            .join(&room, ctx.identity.user_id, ctx.key)
+            .await?;
         Ok(Some(Box::new(PresenceSubscription {
             room,
             streams: [stream],
@@ -213,7 +226,8 @@ impl super::Channel for PresenceChannel {
             broker: self.broker.clone(),
             profiles: self.profiles.clone(),
             strict: self.strict,
-            joined: false,
+            joined: true,
+            announce: Some(join),
         })))
     }
 }
@@ -225,35 +239,36 @@ struct PresenceSubscription {
     broker: SharedBroker,
     profiles: Arc<dyn ProfileSource>,
     strict: bool,
+    /// Whether the store holds this subscription (until it leaves or is abandoned).
     joined: bool,
+    /// The join made before the confirm, announced once confirmed.
+    announce: Option<Join>,
 }
 
 impl PresenceSubscription {
-    async fn profile(&self, id: UserId) -> Result<Arc<UserProfile>, ChannelError> {
-        // A member this node's source does not know (joined through another server)
-        // is still shown, with its id only.
-        Ok(match self.profiles.lookup(id).await? {
-            Some(p) => p,
-            None => Arc::new(UserProfile::new(id, None, None)),
-        })
+    async fn profile(&self, id: UserId) -> Arc<UserProfile> {
+        // A member this node's source does not know (joined through another server),
+        // or cannot look up right now, is still shown, with its id only.
+        match self.profiles.lookup(id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => Arc::new(UserProfile::new(id, None, None)),
+            Err(e) => {
+                tracing::warn!(error = %e, user = id, "profile lookup failed: member shown by id only");
+                Arc::new(UserProfile::new(id, None, None))
+            }
+        }
     }
 
     /// Sends the newcomer `me` one roster frame per other member, paced by its outbox
     /// (see the module docs). Stops early when the connection closes.
-    async fn replay_roster(
-        &self,
-        ctx: &Ctx<'_>,
-        me: UserId,
-        member_ids: &[UserId],
-    ) -> Result<(), ChannelError> {
+    async fn replay_roster(&self, ctx: &Ctx<'_>, me: UserId, member_ids: &[UserId]) {
         for &member in member_ids.iter().filter(|&&m| m != me) {
             if !ctx.has_room().await {
-                return Ok(());
+                return;
             }
-            let profile = self.profile(member).await?;
+            let profile = self.profile(member).await;
             ctx.transmit(&roster_payload(profile.json(), member_ids.len()));
         }
-        Ok(())
     }
 }
 
@@ -264,15 +279,35 @@ impl Subscription for PresenceSubscription {
     }
 
     async fn confirmed(&mut self, ctx: &Ctx<'_>) -> Result<(), ChannelError> {
+        let Some(join) = self.announce.take() else {
+            return Ok(());
+        };
         let me = ctx.identity.user_id;
-        let join = self.store.join(&self.room, me, ctx.key).await?;
-        self.joined = true;
         if !self.strict {
-            self.replay_roster(ctx, me, &join.member_ids).await?;
+            self.replay_roster(ctx, me, &join.member_ids).await;
         }
         let payload = event_payload("user_joined", ctx.identity.profile.json(), &join.member_ids);
-        self.broker.publish(&self.streams[0], payload).await?;
+        if let Err(e) = self.broker.publish(&self.streams[0], payload.clone()).await {
+            // Lost for the others, as any broadcast during an outage (at most once);
+            // the joiner, confirmed, still sees its own join.
+            ctx.transmit(&payload);
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    async fn abandoned(&mut self, ctx: &Ctx<'_>) {
+        if !std::mem::take(&mut self.joined) {
+            return;
+        }
+        // Never announced: leave without `user_left`.
+        if let Err(e) = self
+            .store
+            .leave(&self.room, ctx.identity.user_id, ctx.key)
+            .await
+        {
+            tracing::warn!(error = %e, room = %self.room, "abandoned subscription not removed from presence");
+        }
     }
 
     async fn perform(
@@ -312,7 +347,303 @@ impl Subscription for PresenceSubscription {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+    use crate::auth::{Identity, ProfileError};
+    use crate::broker::{BroadcastHandler, Broker, BrokerError, MemoryBroker};
+    use crate::channels::{Channels, CommandOutcome, Registry, Subscriptions};
+    use crate::hub::{ConnHandle, Connection, Hub, Outgoing};
+    use crate::presence::{Join, Leave, MemoryStore, PresenceError, SubscriptionKey};
+    use crate::protocol::Identifier;
+
+    /// The memory store, whose joins fail on demand while it reports itself up (the
+    /// store going down between the health check and the join).
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        fail_joins: AtomicBool,
+    }
+
+    #[async_trait]
+    impl PresenceStore for FlakyStore {
+        async fn join(
+            &self,
+            room: &str,
+            user: UserId,
+            sub: SubscriptionKey,
+        ) -> Result<Join, PresenceError> {
+            if self.fail_joins.load(Ordering::SeqCst) {
+                return Err(PresenceError::Backend("injected".into()));
+            }
+            self.inner.join(room, user, sub).await
+        }
+        async fn leave(
+            &self,
+            room: &str,
+            user: UserId,
+            sub: SubscriptionKey,
+        ) -> Result<Leave, PresenceError> {
+            self.inner.leave(room, user, sub).await
+        }
+        async fn heartbeat(&self, room: &str, user: UserId) -> Result<(), PresenceError> {
+            self.inner.heartbeat(room, user).await
+        }
+        async fn members(&self, room: &str) -> Result<Vec<UserId>, PresenceError> {
+            self.inner.members(room).await
+        }
+    }
+
+    /// Names every user `U<id>`, except that looking `broken` up fails.
+    struct Profiles {
+        broken: UserId,
+    }
+
+    #[async_trait]
+    impl ProfileSource for Profiles {
+        async fn lookup(&self, id: i64) -> Result<Option<Arc<UserProfile>>, ProfileError> {
+            if id == self.broken {
+                return Err(ProfileError::Database("injected".into()));
+            }
+            Ok(Some(Arc::new(UserProfile::new(
+                id,
+                Some(format!("U{id}")),
+                None,
+            ))))
+        }
+    }
+
+    struct Relay(Arc<Hub>);
+
+    impl BroadcastHandler for Relay {
+        fn on_broadcast(&self, stream: &str, payload: &[u8]) {
+            self.0.broadcast(stream, payload);
+        }
+    }
+
+    /// The memory broker, whose subscribes or publishes fail on demand.
+    struct FlakyBroker {
+        inner: MemoryBroker,
+        fail_subscribes: AtomicBool,
+        fail_publishes: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Broker for FlakyBroker {
+        async fn publish(&self, stream: &str, payload: Bytes) -> Result<(), BrokerError> {
+            if self.fail_publishes.load(Ordering::SeqCst) {
+                return Err(BrokerError::Backend("injected".into()));
+            }
+            self.inner.publish(stream, payload).await
+        }
+        async fn subscribe(&self, stream: &str) -> Result<(), BrokerError> {
+            if self.fail_subscribes.load(Ordering::SeqCst) {
+                return Err(BrokerError::Backend("injected".into()));
+            }
+            self.inner.subscribe(stream).await
+        }
+        async fn unsubscribe(&self, stream: &str) -> Result<(), BrokerError> {
+            self.inner.unsubscribe(stream).await
+        }
+    }
+
+    struct World {
+        store: Arc<FlakyStore>,
+        broker: Arc<FlakyBroker>,
+        channels: Channels,
+    }
+
+    fn world(broken_profile: UserId) -> World {
+        let store = Arc::new(FlakyStore::default());
+        let hub = Arc::new(Hub::new(1));
+        let broker = Arc::new(FlakyBroker {
+            inner: MemoryBroker::new(Arc::new(Relay(hub.clone()))),
+            fail_subscribes: AtomicBool::new(false),
+            fail_publishes: AtomicBool::new(false),
+        });
+        let shared: SharedBroker = broker.clone();
+        let channel = PresenceChannel::new(
+            store.clone(),
+            shared.clone(),
+            Arc::new(Profiles {
+                broken: broken_profile,
+            }),
+            false,
+        );
+        let mut registry = Registry::new();
+        registry.register("PresenceChannel", Arc::new(channel));
+        World {
+            store,
+            broker,
+            channels: Channels {
+                registry,
+                hub,
+                broker: shared,
+                unknown: None,
+            },
+        }
+    }
+
+    fn user(id: UserId) -> (ConnHandle, Subscriptions) {
+        let conn = Connection::with_budget(id as u64, 64 * 1024);
+        let identity = Identity {
+            user_id: id,
+            connection_identifier: None,
+            profile: Arc::new(UserProfile::new(id, Some(format!("U{id}")), None)),
+            via: "test",
+        };
+        (conn.clone(), Subscriptions::new(conn, identity, 8, 4096))
+    }
+
+    /// The text frames queued for `conn`.
+    fn frames(conn: &Connection) -> Vec<String> {
+        let mut out = VecDeque::new();
+        conn.take_now(&mut out);
+        out.into_iter()
+            .map(|o| match o {
+                Outgoing::Text(b) => String::from_utf8_lossy(&b).into_owned(),
+                other => panic!("expected a text frame, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn room(id: &str) -> Identifier {
+        Identifier::new(&format!(
+            r#"{{"channel":"PresenceChannel","room_id":{id}}}"#
+        ))
+    }
+
+    fn joined(identifier: &Identifier, user: &str, ids: &str) -> String {
+        let payload = format!(
+            r#"{{"action":"user_joined","user":{user},"member_ids":[{ids}],"member_count":{}}}"#,
+            ids.split(',').filter(|s| !s.is_empty()).count()
+        );
+        String::from_utf8_lossy(&crate::protocol::frames::message(
+            identifier,
+            payload.as_bytes(),
+        ))
+        .into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_join_failing_after_the_health_check_rejects_the_subscription() {
+        let w = world(0);
+        let (conn, mut subs) = user(1);
+        let id = room(r#""1""#);
+        w.store.fail_joins.store(true, Ordering::SeqCst);
+        assert_eq!(
+            subs.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Rejected("backend failure")
+        );
+        assert_eq!(
+            frames(&conn),
+            [String::from_utf8_lossy(&crate::protocol::frames::reject(
+                &id
+            ))]
+        );
+        assert!(!w.channels.hub.has_stream("presence_room_1"));
+        // Once the store answers, the same subscription goes through.
+        w.store.fail_joins.store(false, Ordering::SeqCst);
+        assert_eq!(
+            subs.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Confirmed
+        );
+        assert_eq!(w.store.members("1").await.expect("memory"), [1]);
+    }
+
+    /// A roster frame: the member and the count, no `member_ids`.
+    fn rostered(identifier: &Identifier, user: &str, count: usize) -> String {
+        let payload = format!(r#"{{"action":"user_joined","user":{user},"member_count":{count}}}"#);
+        String::from_utf8_lossy(&crate::protocol::frames::message(
+            identifier,
+            payload.as_bytes(),
+        ))
+        .into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_profile_failure_in_the_roster_still_completes_the_join() {
+        let w = world(2);
+        let id = room(r#""1""#);
+        let (_c2, mut s2) = user(2);
+        assert_eq!(
+            s2.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Confirmed
+        );
+        let (c3, mut s3) = user(3);
+        assert_eq!(
+            s3.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Confirmed
+        );
+        assert_eq!(
+            frames(&c3),
+            [
+                String::from_utf8_lossy(&crate::protocol::frames::confirm(&id)).into_owned(),
+                // User 2's profile could not be looked up: shown by id only.
+                rostered(&id, r#"{"id":2,"name":null,"avatar_url":null}"#, 2),
+                joined(&id, r#"{"id":3,"name":"U3","avatar_url":null}"#, "2,3"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_refused_after_the_join_leaves_no_member_behind() {
+        let w = world(0);
+        let (conn, mut subs) = user(1);
+        let id = room(r#""1""#);
+        w.broker.fail_subscribes.store(true, Ordering::SeqCst);
+        assert_eq!(
+            subs.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Rejected("backend failure")
+        );
+        assert_eq!(frames(&conn).len(), 1, "the reject only");
+        assert!(w.store.members("1").await.expect("memory").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lost_announcement_still_shows_the_joiner_its_join() {
+        let w = world(0);
+        let (conn, mut subs) = user(1);
+        let id = room(r#""1""#);
+        w.broker.fail_publishes.store(true, Ordering::SeqCst);
+        assert_eq!(
+            subs.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Confirmed
+        );
+        assert_eq!(
+            frames(&conn)[1..],
+            [joined(
+                &id,
+                r#"{"id":1,"name":"U1","avatar_url":null}"#,
+                "1"
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn room_ids_interpolate_like_ruby() {
+        let w = world(0);
+        let (_conn, mut subs) = user(1);
+        // `"#{params[:room_id]}"` of JSON.parse's 1.5 is "1.5": the stream and the
+        // store's room (its Redis keys) are the ones a Rails node uses.
+        assert_eq!(
+            subs.subscribe(&w.channels, room("1.50")).await,
+            CommandOutcome::Confirmed
+        );
+        assert!(w.channels.hub.has_stream("presence_room_1.5"));
+        assert_eq!(w.store.members("1.5").await.expect("memory"), [1]);
+        assert_eq!(
+            subs.subscribe(&w.channels, room("1e2")).await,
+            CommandOutcome::Confirmed
+        );
+        assert!(w.channels.hub.has_stream("presence_room_100.0"));
+        // An array is refused rather than named unlike Rails.
+        assert_eq!(
+            subs.subscribe(&w.channels, room("[1]")).await,
+            CommandOutcome::Rejected("rejected by channel")
+        );
+    }
 
     #[test]
     fn payload_matches_the_seed() {

@@ -16,6 +16,7 @@ use super::membership::Membership;
 use super::naming;
 use super::{ChannelError, Ctx, Performed, Subscription};
 use crate::broker::SharedBroker;
+use crate::protocol::ruby::Uninterpolable;
 use crate::protocol::{json, ChannelParams};
 
 /// A declared stream channel, e.g. the reference app's `ChatChannel`:
@@ -351,9 +352,16 @@ impl StreamChannel {
     }
 
     /// The stream for `params` and `user`, or `None` when they name no record.
-    fn stream_for(&self, params: &ChannelParams, user: i64) -> Option<String> {
-        match &self.stream {
-            StreamName::Template(t) => Some(render_stream(t, params, user)),
+    ///
+    /// # Errors
+    /// When a param it interpolates is an array or an object.
+    fn stream_for(
+        &self,
+        params: &ChannelParams,
+        user: i64,
+    ) -> Result<Option<String>, Uninterpolable> {
+        Ok(match &self.stream {
+            StreamName::Template(t) => Some(render_stream(t, params, user)?),
             StreamName::Model {
                 prefix,
                 app,
@@ -363,15 +371,18 @@ impl StreamChannel {
             } => {
                 let text = match param {
                     Some(p) => params.param_text(p)?,
-                    None => user.to_string(),
+                    None => Some(user.to_string()),
                 };
-                let id = match id {
-                    IdKind::Integer => text.trim().parse::<i64>().ok()?.to_string(),
-                    IdKind::String => text,
+                let id = match (id, text) {
+                    (_, None) => None,
+                    (IdKind::Integer, Some(t)) => {
+                        t.trim().parse::<i64>().ok().map(|i| i.to_string())
+                    }
+                    (IdKind::String, Some(t)) => Some(t),
                 };
-                Some(naming::broadcasting_for(prefix, app, model, &id))
+                id.map(|id| naming::broadcasting_for(prefix, app, model, &id))
             }
-        }
+        })
     }
 }
 
@@ -379,9 +390,16 @@ impl StreamChannel {
 /// (`stream_from "notifications_#{current_user.id}"`); never read from params.
 pub const CURRENT_USER_ID: &str = "current_user.id";
 
-/// Renders `template`, replacing each `{name}` by the param's text, and
-/// `{current_user.id}` by `user`.
-pub fn render_stream(template: &str, params: &ChannelParams, user: i64) -> String {
+/// Renders `template`, replacing each `{name}` by the param's text as Ruby interpolates
+/// it ([`ChannelParams::param_text`]), and `{current_user.id}` by `user`.
+///
+/// # Errors
+/// When an interpolated param is an array or an object.
+pub fn render_stream(
+    template: &str,
+    params: &ChannelParams,
+    user: i64,
+) -> Result<String, Uninterpolable> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -393,7 +411,7 @@ pub fn render_stream(template: &str, params: &ChannelParams, user: i64) -> Strin
                 if name == CURRENT_USER_ID {
                     out.push_str(itoa::Buffer::new().format(user));
                 } else {
-                    out.push_str(&params.param_text(name).unwrap_or_default());
+                    out.push_str(&params.param_text(name)?.unwrap_or_default());
                 }
                 rest = &after[close + 1..];
             }
@@ -404,7 +422,7 @@ pub fn render_stream(template: &str, params: &ChannelParams, user: i64) -> Strin
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
 #[async_trait]
@@ -415,7 +433,12 @@ impl super::Channel for StreamChannel {
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
         let channel = self.spec.name.as_str();
-        let blank = |p: &str| params.param_text(p).is_none_or(|t| t.trim().is_empty());
+        // An array or object is present (Rails' `blank?` is false unless it is empty);
+        // it is refused below if the stream interpolates it.
+        let blank = |p: &str| match params.param_text(p) {
+            Ok(text) => text.is_none_or(|t| t.trim().is_empty()),
+            Err(Uninterpolable) => false,
+        };
         if let Some(p) = self.required.iter().find(|p| blank(p)) {
             tracing::debug!(channel, param = %p, "required param missing: subscription rejected");
             return Ok(None);
@@ -423,21 +446,36 @@ impl super::Channel for StreamChannel {
         if let Some(p) = &self.spec.user_param {
             let own = params
                 .param_text(p)
+                .ok()
+                .flatten()
                 .and_then(|t| t.trim().parse::<i64>().ok());
             if own != Some(ctx.identity.user_id) {
                 tracing::info!(channel, param = %p, user = ctx.identity.user_id, "param is not the user's id: subscription rejected");
                 return Ok(None);
             }
         }
-        let Some(stream) = self.stream_for(params, ctx.identity.user_id) else {
-            tracing::info!(
-                channel,
-                "stream_for param is not a record id: subscription rejected"
-            );
-            return Ok(None);
+        let stream = match self.stream_for(params, ctx.identity.user_id) {
+            Ok(Some(stream)) => stream,
+            Ok(None) => {
+                tracing::info!(
+                    channel,
+                    "stream_for param is not a record id: subscription rejected"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::info!(channel, error = %e, "subscription rejected");
+                return Ok(None);
+            }
         };
         if let Some((template, membership)) = &self.member_of {
-            let set = render_stream(template, params, ctx.identity.user_id);
+            let Ok(set) = render_stream(template, params, ctx.identity.user_id) else {
+                tracing::info!(
+                    channel,
+                    "member_of param is an array or object: subscription rejected"
+                );
+                return Ok(None);
+            };
             let user = itoa::Buffer::new().format(ctx.identity.user_id).to_owned();
             if !membership.is_member(&set, &user).await? {
                 tracing::info!(channel, set = %crate::protocol::clip(&set), user = ctx.identity.user_id, "not a member: subscription rejected");
@@ -531,17 +569,28 @@ mod tests {
 
     #[test]
     fn stream_names_interpolate_like_ruby() {
-        let p = Identifier::new(r#"{"channel":"ChatChannel","room":"lobby","n":3}"#)
-            .params()
-            .expect("valid");
-        assert_eq!(render_stream("chat_{room}", &p, 9), "chat_lobby");
-        assert_eq!(render_stream("x:{n}:{missing}:{", &p, 9), "x:3::{");
-        assert_eq!(render_stream("n_{current_user.id}", &p, 42), "n_42");
+        let p = Identifier::new(
+            r#"{"channel":"ChatChannel","room":"lobby","n":3,"f":1.50,"e":1e2,"l":[1],"h":{}}"#,
+        )
+        .params()
+        .expect("valid");
+        let render = |t: &str, user| render_stream(t, &p, user);
+        assert_eq!(render("chat_{room}", 9).as_deref(), Ok("chat_lobby"));
+        assert_eq!(render("x:{n}:{missing}:{", 9).as_deref(), Ok("x:3::{"));
+        assert_eq!(render("n_{current_user.id}", 42).as_deref(), Ok("n_42"));
+        // Floats as Ruby's `to_s` writes them, so Rails nodes use the same stream.
+        assert_eq!(render("r_{f}_{e}", 9).as_deref(), Ok("r_1.5_100.0"));
+        // Arrays and objects are refused, not written some other way than Ruby's.
+        assert_eq!(render("r_{l}", 9), Err(Uninterpolable));
+        assert_eq!(render("r_{h}", 9), Err(Uninterpolable));
         // The placeholder is never read from params.
         let spoof = Identifier::new(r#"{"channel":"C","current_user.id":1}"#)
             .params()
             .expect("valid");
-        assert_eq!(render_stream("n_{current_user.id}", &spoof, 42), "n_42");
+        assert_eq!(
+            render_stream("n_{current_user.id}", &spoof, 42).as_deref(),
+            Ok("n_42")
+        );
     }
 
     fn spec(toml_text: &str) -> Vec<StreamChannelSpec> {

@@ -19,6 +19,9 @@
 //!   disconnect closes all of a user's local connections.
 //! - Streams are sharded by name hash; a shard lock is held only for map work and the
 //!   non-blocking `try_send`s of one broadcast.
+//! - Subscribing and unsubscribing cost O(1) (amortized) whatever the stream's size:
+//!   a stream's identifiers and an identifier's connections are kept in `index`
+//!   lists (a `Vec` for the fan-out to walk, plus a key → position map once long).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -30,6 +33,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{frames, CloseCode, DisconnectReason, Identifier};
+use index::{Indexed, Keyed};
+
+mod index;
 
 /// A connection's process-unique id.
 pub type ConnId = u64;
@@ -278,14 +284,31 @@ impl Connection {
     }
 }
 
+/// The connections subscribed to one stream under one identifier.
 struct Group {
     identifier: Identifier,
-    members: Vec<ConnHandle>,
+    members: Indexed<ConnHandle>,
+}
+
+impl Keyed for Group {
+    type Key = Identifier;
+    fn key(&self) -> &Identifier {
+        &self.identifier
+    }
+}
+
+impl Keyed for ConnHandle {
+    type Key = ConnId;
+    fn key(&self) -> &ConnId {
+        &self.id
+    }
 }
 
 #[derive(Default)]
 struct Shard {
-    streams: HashMap<Arc<str>, Vec<Group>>,
+    /// A stream's groups, one per distinct identifier; a stream with no subscriber
+    /// has no entry.
+    streams: HashMap<Arc<str>, Indexed<Group>>,
 }
 
 /// Outcome of a broadcast on this node.
@@ -328,39 +351,42 @@ impl Hub {
 
     /// Adds `conn` under `identifier` to `stream`. Returns true when this is the first
     /// local subscriber of the stream. Subscribing the same (identifier, connection)
-    /// twice is a no-op.
+    /// twice is a no-op. O(1), however many subscribers the stream has.
     pub fn subscribe(&self, stream: &str, identifier: &Identifier, conn: &ConnHandle) -> bool {
         let mut shard = self.shard(stream).write();
-        let first = !shard.streams.contains_key(stream);
-        let groups = shard.streams.entry(Arc::from(stream)).or_default();
-        match groups.iter_mut().find(|g| &g.identifier == identifier) {
+        let Some(groups) = shard.streams.get_mut(stream) else {
+            let group = Group {
+                identifier: identifier.clone(),
+                members: Indexed::one(conn.clone()),
+            };
+            shard.streams.insert(Arc::from(stream), Indexed::one(group));
+            return true;
+        };
+        match groups.get_mut(identifier) {
             Some(g) => {
-                if !g.members.iter().any(|c| c.id == conn.id) {
-                    g.members.push(conn.clone());
+                if g.members.get_mut(&conn.id).is_none() {
+                    g.members.push_new(conn.clone());
                 }
             }
-            None => groups.push(Group {
+            None => groups.push_new(Group {
                 identifier: identifier.clone(),
-                members: vec![conn.clone()],
+                members: Indexed::one(conn.clone()),
             }),
         }
-        first
+        false
     }
 
     /// Removes `conn` under `identifier` from `stream`. Returns true when the stream has
-    /// no local subscriber left.
+    /// no local subscriber left. O(1), however many subscribers the stream has.
     pub fn unsubscribe(&self, stream: &str, identifier: &Identifier, conn: ConnId) -> bool {
         let mut shard = self.shard(stream).write();
         let Some(groups) = shard.streams.get_mut(stream) else {
             return false;
         };
-        if let Some(gi) = groups.iter().position(|g| &g.identifier == identifier) {
-            let g = &mut groups[gi];
-            if let Some(ci) = g.members.iter().position(|c| c.id == conn) {
-                g.members.swap_remove(ci);
-            }
+        if let Some(g) = groups.get_mut(identifier) {
+            g.members.remove(&conn);
             if g.members.is_empty() {
-                groups.swap_remove(gi);
+                groups.remove(identifier);
             }
         }
         if groups.is_empty() {
@@ -379,10 +405,10 @@ impl Hub {
         let Some(groups) = shard.streams.get(stream) else {
             return out;
         };
-        for g in groups {
+        for g in groups.items() {
             let frame = frames::message(&g.identifier, payload);
             out.encodings += 1;
-            for conn in &g.members {
+            for conn in g.members.items() {
                 match conn.send_text(frame.clone()) {
                     Ok(()) => out.delivered += 1,
                     Err(SendError::Overflow) => out.overflowed += 1,
@@ -631,6 +657,65 @@ mod tests {
             hub.close_identified("gid1", Closing::Close(CloseCode::Normal)),
             0
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any sequence of subscribes and unsubscribes (enough connections and
+        /// identifiers for the lists to switch to their position maps and back) agrees
+        /// with a plain model: first/last reports, deliveries and encodings.
+        #[test]
+        fn the_index_agrees_with_a_model(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0..2usize, 0..20usize, 0..40u64), 0..300)
+        ) {
+            use std::collections::{BTreeMap, BTreeSet};
+            let hub = Hub::new(2);
+            let streams = ["s0", "s1"];
+            let ids: Vec<Identifier> = (0..20).map(|i| Identifier::new(&format!("{{\"i\":{i}}}"))).collect();
+            let conns: Vec<ConnHandle> = (0..40).map(|c| Connection::with_budget(c, 64 * 1024)).collect();
+            let mut model: BTreeMap<usize, BTreeMap<usize, BTreeSet<u64>>> = BTreeMap::new();
+            for (add, s, i, c) in ops {
+                if add {
+                    let first = !model.contains_key(&s);
+                    model.entry(s).or_default().entry(i).or_default().insert(c);
+                    proptest::prop_assert_eq!(hub.subscribe(streams[s], &ids[i], &conns[c as usize]), first);
+                } else {
+                    let last = match model.get_mut(&s) {
+                        None => false,
+                        Some(groups) => {
+                            if let Some(members) = groups.get_mut(&i) {
+                                members.remove(&c);
+                                if members.is_empty() {
+                                    groups.remove(&i);
+                                }
+                            }
+                            groups.is_empty()
+                        }
+                    };
+                    if last {
+                        model.remove(&s);
+                    }
+                    proptest::prop_assert_eq!(hub.unsubscribe(streams[s], &ids[i], c), last);
+                }
+                for (s, name) in streams.iter().enumerate() {
+                    let fan = hub.broadcast(name, b"1");
+                    let groups = model.get(&s);
+                    let expected = FanOut {
+                        delivered: groups.map_or(0, |g| g.values().map(BTreeSet::len).sum()),
+                        overflowed: 0,
+                        encodings: groups.map_or(0, BTreeMap::len),
+                    };
+                    proptest::prop_assert_eq!(fan, expected);
+                    proptest::prop_assert_eq!(hub.has_stream(name), groups.is_some());
+                    for (c, conn) in conns.iter().enumerate() {
+                        let mut got = VecDeque::new();
+                        conn.take_now(&mut got);
+                        let want = groups.map_or(0, |g| g.values().filter(|m| m.contains(&(c as u64))).count());
+                        proptest::prop_assert_eq!(got.len(), want, "connection {} on {}", c, name);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::ruby::{self, Uninterpolable};
+
 /// A subscription identifier: the exact string the client sent (the JSON of its
 /// channel params, as `JSON.stringify` wrote it). Cheap to clone: it is shared by
 /// every frame and index entry that names the subscription.
@@ -127,16 +129,18 @@ pub struct ChannelParams {
 }
 
 impl ChannelParams {
-    /// A param as Ruby's string interpolation (`"#{params[:x]}"`) would render it:
-    /// strings as they are, numbers and booleans as text, `nil` (missing or null) as
-    /// `None`. Arrays and objects are rendered as JSON.
-    pub fn param_text(&self, key: &str) -> Option<String> {
-        match self.params.get(key)? {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            other => Some(other.to_string()),
+    /// A param as Ruby's string interpolation (`"#{params[:x]}"`) renders it, through
+    /// [`crate::protocol::ruby::interpolate`]: strings as they are, numbers as Ruby's
+    /// `to_s` writes them (`1.50` → `1.5`), booleans as words, `nil` (missing or null)
+    /// as `None`.
+    ///
+    /// # Errors
+    /// [`Uninterpolable`] for an array or object param: the caller refuses the
+    /// subscription.
+    pub fn param_text(&self, key: &str) -> Result<Option<String>, Uninterpolable> {
+        match self.params.get(key) {
+            None => Ok(None),
+            Some(v) => ruby::interpolate(v),
         }
     }
 }
@@ -295,7 +299,10 @@ mod tests {
         );
         let params = identifier.params().expect("valid params");
         assert_eq!(params.channel, "PresenceChannel");
-        assert_eq!(params.param_text("room_id").as_deref(), Some("1"));
+        assert_eq!(
+            params.param_text("room_id").ok().flatten().as_deref(),
+            Some("1")
+        );
 
         let msg = br#"{"command":"message","identifier":"{\"channel\":\"ChatChannel\"}","data":"{\"text\":\"hi\",\"action\":\"speak\"}"}"#;
         let ClientCommand::Message { data, .. } = ClientCommand::decode(msg).expect("valid") else {
@@ -385,13 +392,20 @@ mod tests {
 
     #[test]
     fn param_text_interpolates_like_ruby() {
-        let p = Identifier::new(r#"{"channel":"C","a":1,"b":"x","c":null,"d":true}"#)
-            .params()
-            .expect("valid");
-        assert_eq!(p.param_text("a").as_deref(), Some("1"));
-        assert_eq!(p.param_text("b").as_deref(), Some("x"));
-        assert_eq!(p.param_text("c"), None);
-        assert_eq!(p.param_text("d").as_deref(), Some("true"));
-        assert_eq!(p.param_text("missing"), None);
+        let p = Identifier::new(
+            r#"{"channel":"C","a":1,"b":"x","c":null,"d":true,"e":1.50,"f":1e2,"g":[1]}"#,
+        )
+        .params()
+        .expect("valid");
+        let text = |k: &str| p.param_text(k).expect("scalar");
+        assert_eq!(text("a").as_deref(), Some("1"));
+        assert_eq!(text("b").as_deref(), Some("x"));
+        assert_eq!(text("c"), None);
+        assert_eq!(text("d").as_deref(), Some("true"));
+        assert_eq!(text("missing"), None);
+        // Floats as Ruby's `to_s` writes them, not as the client did.
+        assert_eq!(text("e").as_deref(), Some("1.5"));
+        assert_eq!(text("f").as_deref(), Some("100.0"));
+        assert_eq!(p.param_text("g"), Err(Uninterpolable));
     }
 }

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod frames;
 pub mod json;
+pub mod ruby;
 
 pub use command::{
     clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
