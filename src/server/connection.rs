@@ -6,6 +6,11 @@
 //! thread pool); the *writer* owns the socket's write half and writes whatever is
 //! queued — command replies, broadcasts, pings — several frames per syscall.
 //!
+//! The reader is one `select!` over an `Event` (shutdown, drain turn, closing,
+//! client frame), looked at in that order; a client frame goes through the pure
+//! [`frame::Assembler`] (fragments, pings, close checks) before a whole message meets
+//! the command rate limit and runs.
+//!
 //! Nothing is buffered while a connection is idle: the reader waits for the socket
 //! to become readable, reads into a stack buffer and keeps heap bytes only for a frame
 //! that is not complete yet; the outbox holds no allocation when empty; the writer
