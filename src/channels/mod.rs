@@ -133,10 +133,25 @@ pub trait Subscription: Send + Sync + 'static {
     /// The streams it listens to.
     fn streams(&self) -> &[Arc<str>];
 
+    /// Runs once the subscription's streams are live (in the hub and the broker) and
+    /// before `confirm_subscription` is queued: the place for work that may still
+    /// refuse the subscription and must not miss a broadcast made after it (the
+    /// presence join: a member who joins later is announced on a stream this
+    /// connection already hears, and one who joined earlier is in the join's member
+    /// list). An `Err` rejects the subscription: its streams are removed and
+    /// [`Subscription::abandoned`] runs.
+    ///
+    /// # Errors
+    /// When a backend fails; the error is logged and the client gets
+    /// `reject_subscription`.
+    async fn prepare(&mut self, _ctx: &Ctx<'_>) -> Result<(), ChannelError> {
+        Ok(())
+    }
+
     /// Runs right after `confirm_subscription` was queued. The subscription stands
     /// whatever this returns, so it must do everything it can even when one part
     /// fails (anything that may refuse the subscription belongs in
-    /// [`Channel::subscribe`]).
+    /// [`Channel::subscribe`] or [`Subscription::prepare`]).
     ///
     /// # Errors
     /// When a backend fails; the error is logged.
@@ -145,8 +160,9 @@ pub trait Subscription: Send + Sync + 'static {
     }
 
     /// Runs instead of [`Subscription::confirmed`] when the subscription is refused
-    /// after the channel accepted it (its streams could not be subscribed): undoes
-    /// what [`Channel::subscribe`] did, silently, since nobody was told of it.
+    /// after the channel accepted it (its streams could not be subscribed, or
+    /// [`Subscription::prepare`] failed): undoes what was done, silently, since nobody
+    /// was told of it.
     async fn abandoned(&mut self, _ctx: &Ctx<'_>) {}
 
     /// Runs an action (`perform` on the client).
@@ -351,6 +367,15 @@ impl Subscriptions {
                 self.send(frames::reject(&identifier));
                 return CommandOutcome::Rejected("backend failure");
             }
+        }
+        if let Err(e) = sub.prepare(&ctx).await {
+            tracing::error!(error = %e, identifier = %identifier, "subscription could not be prepared: rejected");
+            for s in sub.streams() {
+                self.remove_stream(channels, s, &identifier).await;
+            }
+            sub.abandoned(&ctx).await;
+            self.send(frames::reject(&identifier));
+            return CommandOutcome::Rejected("backend failure");
         }
         self.send(frames::confirm(&identifier));
         if let Err(e) = sub.confirmed(&ctx).await {

@@ -6,9 +6,12 @@
 //! `user_left`. Unlike the seed:
 //! - membership counts subscriptions, so a user in two tabs leaves with the last tab
 //!   (one `user_left`, not one per tab while still present);
-//! - the join is made before the confirm: a store failure rejects the subscription,
-//!   and a confirmed joiner always gets its own `user_joined`, after its confirm
-//!   (a roster member whose profile cannot be looked up is shown by id only);
+//! - the join is made once the room's stream is live and before the confirm
+//!   (`Subscription::prepare`): a store failure rejects the subscription, and no
+//!   member joining at the same moment is missed (whoever joins later is announced on
+//!   the stream, whoever joined earlier is in the join's member list); a confirmed
+//!   joiner always gets its own `user_joined`, after its confirm (a roster member
+//!   whose profile cannot be looked up is shown by id only);
 //! - unless `strict` is set, a new subscriber first gets, on its own subscription only,
 //!   one `user_joined` per member already present, so the seed's unchanged Stimulus
 //!   controller shows the whole roster.
@@ -195,10 +198,11 @@ impl super::Channel for PresenceChannel {
         ctx: &Ctx<'_>,
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
-        // The join is made here, before the confirm, so a store that fails (a Redis
-        // outage, or its client still reconnecting while the broker's is back) rejects
-        // the subscription instead of failing after the client was told it is in.
-        // A store known to be down is refused without waiting for the attempt.
+        // The join is made in `prepare`, once the room's stream is live and before the
+        // confirm, so a store that fails (a Redis outage, or its client still
+        // reconnecting while the broker's is back) rejects the subscription instead of
+        // failing after the client was told it is in, and no member who joins
+        // meanwhile is missed. A store known to be down is refused here, at once.
         if !self.store.is_up() {
             return Err(crate::presence::PresenceError::Backend(
                 "presence store unreachable".into(),
@@ -215,10 +219,6 @@ impl super::Channel for PresenceChannel {
             }
         };
         let stream: Arc<str> = Arc::from(room_stream(&room));
-        let join = self
-            .store
-            .join(&room, ctx.identity.user_id, ctx.key)
-            .await?;
         Ok(Some(Box::new(PresenceSubscription {
             room,
             streams: [stream],
@@ -226,8 +226,8 @@ impl super::Channel for PresenceChannel {
             broker: self.broker.clone(),
             profiles: self.profiles.clone(),
             strict: self.strict,
-            joined: true,
-            announce: Some(join),
+            joined: false,
+            announce: None,
         })))
     }
 }
@@ -241,7 +241,7 @@ struct PresenceSubscription {
     strict: bool,
     /// Whether the store holds this subscription (until it leaves or is abandoned).
     joined: bool,
-    /// The join made before the confirm, announced once confirmed.
+    /// The join made by `prepare`, before the confirm, announced once confirmed.
     announce: Option<Join>,
 }
 
@@ -276,6 +276,19 @@ impl PresenceSubscription {
 impl Subscription for PresenceSubscription {
     fn streams(&self) -> &[Arc<str>] {
         &self.streams
+    }
+
+    async fn prepare(&mut self, ctx: &Ctx<'_>) -> Result<(), ChannelError> {
+        // The room's stream is live here: whoever joins after this join's snapshot is
+        // announced on it, whoever joined before is in the snapshot, so the roster
+        // replayed after the confirm plus the broadcasts miss nobody.
+        let join = self
+            .store
+            .join(&self.room, ctx.identity.user_id, ctx.key)
+            .await?;
+        self.joined = true;
+        self.announce = Some(join);
+        Ok(())
     }
 
     async fn confirmed(&mut self, ctx: &Ctx<'_>) -> Result<(), ChannelError> {

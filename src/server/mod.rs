@@ -158,8 +158,7 @@ struct HubRelay {
 impl BroadcastHandler for HubRelay {
     fn on_broadcast(&self, stream: &str, payload: &[u8]) {
         let fan = self.hub.broadcast(stream, payload);
-        self.metrics.broadcast(stream, fan.delivered);
-        self.metrics.broadcast_bytes(payload.len(), fan.delivered);
+        self.metrics.broadcast(stream, payload.len(), fan.delivered);
     }
 
     /// `ActionCable.server.remote_connections.where(…).disconnect`: Rails 6.1 publishes
