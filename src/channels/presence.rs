@@ -195,7 +195,7 @@ pub async fn run_maintenance(
 impl super::Channel for PresenceChannel {
     async fn subscribe(
         &self,
-        ctx: &Ctx<'_>,
+        _ctx: &Ctx<'_>,
         params: &ChannelParams,
     ) -> Result<Option<Box<dyn Subscription>>, ChannelError> {
         // The join is made in `prepare`, once the room's stream is live and before the
