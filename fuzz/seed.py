@@ -35,6 +35,19 @@ put("frame_parser", masked(0x89, b"barrier") + masked(0x88, struct.pack(">H", 10
 if texts:
     t = texts[0]
     put("frame_parser", masked(0x01, t[:5]) + masked(0x8A, b"") + masked(0x80, t[5:]))
+# assembler: head byte (FIN 0x80 | opcode 0 cont, 1 text, 2 binary, 3 close, 4 ping,
+# 5 pong), length byte, payload; see ferrocable::fuzzing::assembler.
+def af(head, payload):
+    return bytes([head, len(payload)]) + payload
+for t in texts[:3]:
+    put("assembler", af(0x81, t[:31]))
+put("assembler", af(0x01, b"hel") + af(0x84, b"p") + af(0x85, b"") + af(0x00, b"lo")
+    + af(0x80, b"!") + af(0x83, struct.pack(">H", 1000) + b"bye"))
+put("assembler", af(0x02, b"\x00\x01") + af(0x01, b"x"))
+put("assembler", af(0x80, b"orphan"))
+put("assembler", af(0x01, b"a" * 31) + af(0x00, b"b" * 31) + af(0x80, b"c" * 31))
+put("assembler", af(0x83, struct.pack(">H", 1000) + b"\xff"))
+put("assembler", af(0x83, struct.pack(">H", 1005)))
 put("command_decoder", b'{"command":"subscribe","identifier":"' + b'[' * 200 + b'"}')
 
 vectors = json.load(open("src/auth/rails/vectors/vectors.json"))

@@ -16,8 +16,8 @@ use crate::auth::rails::{
     marshal, message, CipherMode, CookieVerifier, DigestMode, RailsSecrets, Serializer,
 };
 use crate::auth::{HandshakeRequest, Identify};
-use crate::protocol::ClientCommand;
-use crate::server::frame::{self, Parsed};
+use crate::protocol::{ClientCommand, CloseCode};
+use crate::server::frame::{self, Assembled, Assembler, Frame, Opcode, Parsed};
 
 /// The secrets of `src/auth/rails/vectors/vectors.json`, so seeds from the vectors
 /// authenticate and mutations reach the code behind the MAC check.
@@ -47,9 +47,57 @@ pub fn frame_parser(data: &[u8]) {
                 return;
             }
             Err(e) => {
-                assert!(matches!(e.close_code(), 1002 | 1009));
+                assert!(matches!(
+                    e.close_code(),
+                    CloseCode::ProtocolError | CloseCode::MessageTooBig
+                ));
                 return;
             }
+        }
+    }
+}
+
+/// The message assembler, over a compact stream of frames: per frame a head byte (FIN
+/// in the high bit, the opcode in the low three: continuation, text, binary, close,
+/// ping, pong, then text and continuation again), a length byte (modulo 32) and that
+/// many payload bytes. Until the first error (which fails the connection): every
+/// message is within the limit and is exactly its fragments joined, and every close
+/// passed [`frame::check_close`].
+pub fn assembler(data: &[u8]) {
+    const MAX: usize = 64;
+    let mut messages = Assembler::new(MAX);
+    // The fragments of the unfinished message, as this function saw them go in.
+    let mut fragments: Vec<u8> = Vec::new();
+    let mut rest = data;
+    while let [head, len, tail @ ..] = rest {
+        let n = usize::from(len % 32).min(tail.len());
+        let (payload, next) = tail.split_at(n);
+        rest = next;
+        let opcode = match head & 7 {
+            0 | 7 => Opcode::Continuation,
+            1 | 6 => Opcode::Text,
+            2 => Opcode::Binary,
+            3 => Opcode::Close,
+            4 => Opcode::Ping,
+            _ => Opcode::Pong,
+        };
+        let f = Frame {
+            fin: head & 0x80 != 0,
+            opcode,
+            payload: payload.to_vec(),
+        };
+        let data_frame = matches!(opcode, Opcode::Continuation | Opcode::Text | Opcode::Binary);
+        match messages.push(f) {
+            Err(_) => return,
+            Ok(Assembled::Message { payload: whole, .. }) => {
+                assert!(whole.len() <= MAX, "message within the limit");
+                fragments.extend_from_slice(payload);
+                assert_eq!(whole, fragments, "a message is its fragments joined");
+                fragments.clear();
+            }
+            Ok(Assembled::Nothing) if data_frame => fragments.extend_from_slice(payload),
+            Ok(Assembled::Close(p)) => assert_eq!(frame::check_close(&p), Ok(())),
+            Ok(Assembled::Nothing | Assembled::Ping(_)) => {}
         }
     }
 }
@@ -185,6 +233,7 @@ pub type Target = fn(&[u8]);
 /// Every target by its `fuzz/fuzz_targets/<name>.rs` name.
 pub const TARGETS: &[(&str, Target)] = &[
     ("frame_parser", frame_parser),
+    ("assembler", assembler),
     ("command_decoder", command_decoder),
     ("cookie", cookie),
     ("marshal_parser", marshal_parser),

@@ -200,6 +200,17 @@ pub enum RejectReason {
     UnknownUser(i64),
 }
 
+impl RejectReason {
+    /// The `reason` label of the auth-rejection metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            RejectReason::NoCredentials => "no_credentials",
+            RejectReason::Invalid(_) => "invalid",
+            RejectReason::UnknownUser(_) => "unknown_user",
+        }
+    }
+}
+
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

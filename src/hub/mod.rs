@@ -32,7 +32,7 @@ use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{frames, DisconnectReason, Identifier};
+use crate::protocol::{frames, CloseCode, DisconnectReason, Identifier};
 use index::{Indexed, Keyed};
 
 mod index;
@@ -58,9 +58,28 @@ pub enum Closing {
     Disconnect(DisconnectReason),
     /// Close with this code and no disconnect frame (protocol errors, Rails-6.1-style
     /// remote disconnects).
-    Close(u16),
+    Close(CloseCode),
     /// The peer is gone or closed first: write nothing more.
     PeerGone,
+}
+
+impl Closing {
+    /// The `reason` label of the server-close metric, or `None` when the server did not
+    /// close (the peer did) or the close is counted elsewhere (authentication refusals).
+    /// The one place close codes and disconnect reasons become metric labels.
+    pub fn metric_label(&self) -> Option<&'static str> {
+        Some(match self {
+            Closing::Close(CloseCode::Normal) => "remote",
+            Closing::Close(CloseCode::InvalidPayload) => "invalid_utf8",
+            Closing::Close(CloseCode::MessageTooBig) => "message_too_large",
+            Closing::Close(CloseCode::ProtocolError | CloseCode::InternalError) => "protocol_error",
+            Closing::Disconnect(DisconnectReason::ServerRestart) => "server_restart",
+            Closing::Disconnect(DisconnectReason::SlowClient) => "slow_client",
+            Closing::Disconnect(DisconnectReason::InvalidRequest) => "command_flood",
+            Closing::Disconnect(DisconnectReason::Remote { .. }) => "remote",
+            Closing::Disconnect(DisconnectReason::Unauthorized) | Closing::PeerGone => return None,
+        })
+    }
 }
 
 /// Bytes charged per queued frame on top of its payload (the queue slot, the shared
@@ -626,12 +645,18 @@ mod tests {
         assert!(hub.identify("gid1", &a));
         assert!(!hub.identify("gid1", &b));
         assert!(hub.identify("gid2", &other));
-        assert_eq!(hub.close_identified("gid1", Closing::Close(1000)), 2);
+        assert_eq!(
+            hub.close_identified("gid1", Closing::Close(CloseCode::Normal)),
+            2
+        );
         assert!(a.closing().is_cancelled() && b.closing().is_cancelled());
         assert!(!other.closing().is_cancelled());
         assert!(!hub.forget("gid1", 1));
         assert!(hub.forget("gid1", 2));
-        assert_eq!(hub.close_identified("gid1", Closing::Close(1000)), 0);
+        assert_eq!(
+            hub.close_identified("gid1", Closing::Close(CloseCode::Normal)),
+            0
+        );
     }
 
     proptest::proptest! {

@@ -104,6 +104,40 @@ impl DisconnectReason {
     }
 }
 
+/// A close code the server sends (RFC 6455 §7.4.1). Codes a client sends are checked
+/// as numbers (`server::frame::check_close`), since any code of 3000–4999 is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// 1000: after a disconnect frame, and Rails-6.1-style remote disconnects.
+    Normal,
+    /// 1002: a frame or a sequence of frames the RFC forbids.
+    ProtocolError,
+    /// 1007: a text message or close reason that is not UTF-8.
+    InvalidPayload,
+    /// 1009: a frame or message over the size limit.
+    MessageTooBig,
+    /// 1011: the server failed (authentication could not run).
+    InternalError,
+}
+
+impl CloseCode {
+    /// The number on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::InvalidPayload => 1007,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::InternalError => 1011,
+        }
+    }
+
+    /// The close frame's payload: the code, no reason.
+    pub fn payload(self) -> [u8; 2] {
+        self.code().to_be_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ pub mod ruby;
 pub use command::{
     clip, ChannelParams, ClientCommand, Clipped, DecodeError, Identifier, IdentifierError,
 };
-pub use frames::DisconnectReason;
+pub use frames::{CloseCode, DisconnectReason};
 pub use internal::{InternalError, InternalMessage};
 
 /// The subprotocol Action Cable clients speak.

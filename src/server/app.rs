@@ -22,7 +22,7 @@ use crate::config::Checked;
 use crate::hub::{Closing, Hub};
 use crate::metrics::{MeteredBroker, MeteredPresence, Metrics, SharedMetrics};
 use crate::presence::PresenceStore;
-use crate::protocol::{frames, DisconnectReason, InternalMessage};
+use crate::protocol::{frames, CloseCode, DisconnectReason, InternalMessage};
 
 use super::{limits::Limits, now_unix, ServerError, State};
 
@@ -45,7 +45,9 @@ impl BroadcastHandler for HubRelay {
             return;
         };
         let how = match InternalMessage::decode(payload) {
-            Ok(InternalMessage::Disconnect { reconnect: None }) => Closing::Close(1000),
+            Ok(InternalMessage::Disconnect { reconnect: None }) => {
+                Closing::Close(CloseCode::Normal)
+            }
             Ok(InternalMessage::Disconnect {
                 reconnect: Some(reconnect),
             }) => Closing::Disconnect(DisconnectReason::Remote { reconnect }),

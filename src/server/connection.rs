@@ -6,6 +6,11 @@
 //! thread pool); the *writer* owns the socket's write half and writes whatever is
 //! queued — command replies, broadcasts, pings — several frames per syscall.
 //!
+//! The reader is one `select!` over an `Event` (shutdown, drain turn, closing,
+//! client frame), looked at in that order; a client frame goes through the pure
+//! [`frame::Assembler`] (fragments, pings, close checks) before a whole message meets
+//! the command rate limit and runs.
+//!
 //! Nothing is buffered while a connection is idle: the reader waits for the socket
 //! to become readable, reads into a stack buffer and keeps heap bytes only for a frame
 //! that is not complete yet; the outbox holds no allocation when empty; the writer
@@ -23,6 +28,7 @@
 //! socket down), so a client that sees the end of the stream knows the leaves it
 //! caused have been applied and published.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,14 +43,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::frame::{self, Frame, FrameError, Opcode, Parsed};
-use super::limits::Admit;
+use super::frame::{self, Assembled, Assembler, Frame, FrameError, Opcode, Parsed};
+use super::limits::{Admit, CommandBucket};
 use super::State;
-use crate::auth::{AuthOutcome, HandshakeRequest, RejectReason};
+use crate::auth::{AuthOutcome, HandshakeRequest};
 use crate::channels::{CommandOutcome, Subscriptions};
 use crate::hub::{Closing, ConnHandle, Connection, Outgoing};
 use crate::metrics::OpenConnection;
-use crate::protocol::{frames, ClientCommand, DisconnectReason};
+use crate::protocol::{frames, ClientCommand, CloseCode, DisconnectReason};
 
 /// How long to wait for the client's close reply, and for final frames to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -187,19 +193,16 @@ async fn admit(
     let identity = match outcome {
         Ok(AuthOutcome::Accepted(identity)) => identity,
         Ok(AuthOutcome::Rejected(reason)) => {
-            let kind = match &reason {
-                RejectReason::NoCredentials => "no_credentials",
-                RejectReason::Invalid(_) => "invalid",
-                RejectReason::UnknownUser(_) => "unknown_user",
-            };
-            state.metrics.auth_rejected(id, kind, &reason);
+            state
+                .metrics
+                .auth_rejected(id, reason.metric_label(), &reason);
             let mut buf = Vec::new();
             frame::encode(
                 &mut buf,
                 Opcode::Text,
                 &DisconnectReason::Unauthorized.frame(),
             );
-            frame::encode(&mut buf, Opcode::Close, &1000u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Close, &CloseCode::Normal.payload());
             if write_bounded(&mut wr, &buf).await {
                 reader.wait_for_close_reply().await;
             }
@@ -210,7 +213,7 @@ async fn admit(
             // reconnects later instead of giving up.
             tracing::error!(error = %e, "authentication failed to run");
             let mut buf = Vec::new();
-            frame::encode(&mut buf, Opcode::Close, &1011u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Close, &CloseCode::InternalError.payload());
             if write_bounded(&mut wr, &buf).await {
                 reader.wait_for_close_reply().await;
             }
@@ -280,19 +283,7 @@ async fn serve(
         state.limits.max_identifier_size,
     );
     let client_closed = read_loop(&mut reader, &conn, &mut subs, &state, &shutdown).await;
-    let why = match conn.closing_how() {
-        Some(Closing::Close(1000)) => Some("remote"),
-        Some(Closing::Close(1007)) => Some("invalid_utf8"),
-        Some(Closing::Close(1009)) => Some("message_too_large"),
-        Some(Closing::Close(_)) => Some("protocol_error"),
-        Some(Closing::Disconnect(DisconnectReason::ServerRestart)) => Some("server_restart"),
-        Some(Closing::Disconnect(DisconnectReason::SlowClient)) => Some("slow_client"),
-        Some(Closing::Disconnect(DisconnectReason::InvalidRequest)) => Some("command_flood"),
-        Some(Closing::Disconnect(DisconnectReason::Remote { .. })) => Some("remote"),
-        Some(Closing::Disconnect(DisconnectReason::Unauthorized))
-        | Some(Closing::PeerGone)
-        | None => None,
-    };
+    let why = conn.closing_how().and_then(|how| how.metric_label());
     if let Some(why) = why {
         state.metrics.server_close(id, why);
     }
@@ -349,6 +340,20 @@ async fn forget_internal(state: &State, gid: Option<&str>, id: u64) {
     }
 }
 
+/// What the reader loop reacts to, in the order it looks at them.
+enum Event {
+    /// The server started stopping: close now, or at this connection's turn in the
+    /// drain window.
+    Shutdown,
+    /// This connection's turn in the drain window came.
+    DrainTurn,
+    /// Something else decided that the connection ends (the hub, the writer, a remote
+    /// disconnect).
+    Closing,
+    /// The client sent a frame, broke the protocol, or went away.
+    Client(Read),
+}
+
 /// Reads and runs commands until the connection ends. Returns true when the client
 /// closed first (its close echo is then queued, and nothing was decided).
 async fn read_loop(
@@ -358,39 +363,21 @@ async fn read_loop(
     state: &State,
     shutdown: &CancellationToken,
 ) -> bool {
-    // A fragmented message being collected: (is_text, bytes so far).
-    let mut partial: Option<(bool, Vec<u8>)> = None;
+    let mut messages = Assembler::new(state.limits.max_message_size);
     // When draining: the moment this connection is told `server_restart`.
     let mut leave_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut bucket = state.limits.bucket();
     loop {
-        let read = tokio::select! {
+        let event = tokio::select! {
             biased;
-            _ = shutdown.cancelled(), if leave_at.is_none() => {
-                let delay = spread(conn.id(), state.shutdown.drain_window);
-                if delay.is_zero() {
-                    conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
-                    return false;
-                }
-                // Keep serving until this connection's turn in the drain window.
-                leave_at = Some(Box::pin(tokio::time::sleep(delay)));
-                continue;
-            }
+            _ = shutdown.cancelled(), if leave_at.is_none() => Event::Shutdown,
             _ = async {
                 match leave_at.as_mut() {
                     Some(sleep) => sleep.await,
                     None => std::future::pending().await,
                 }
-            }, if leave_at.is_some() => {
-                conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
-                return false;
-            }
-            _ = conn.closing().cancelled() => {
-                if conn.closing_how() == Some(Closing::Disconnect(DisconnectReason::SlowClient)) {
-                    state.metrics.slow_client(conn.id());
-                }
-                return false;
-            }
+            }, if leave_at.is_some() => Event::DrainTurn,
+            _ = conn.closing().cancelled() => Event::Closing,
             // Replies to this client's commands wait for room in its outbox: the
             // next frame is read only once the writer has caught up (backpressure,
             // as the command rate limit does), so a burst of commands cannot make the
@@ -398,104 +385,105 @@ async fn read_loop(
             r = async {
                 conn.wait_for_room().await;
                 reader.next().await
-            } => r,
+            } => Event::Client(r),
         };
-        let f = match read {
-            Read::Frame(f) => f,
-            Read::Gone => {
+        let frame = match event {
+            Event::Shutdown => {
+                let delay = spread(conn.id(), state.shutdown.drain_window);
+                if !delay.is_zero() {
+                    // Keep serving until this connection's turn in the drain window.
+                    leave_at = Some(Box::pin(tokio::time::sleep(delay)));
+                    continue;
+                }
+                conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
+                return false;
+            }
+            Event::DrainTurn => {
+                conn.close(Closing::Disconnect(DisconnectReason::ServerRestart));
+                return false;
+            }
+            Event::Closing => {
+                if conn.closing_how() == Some(Closing::Disconnect(DisconnectReason::SlowClient)) {
+                    state.metrics.slow_client(conn.id());
+                }
+                return false;
+            }
+            Event::Client(Read::Gone) => {
                 conn.close(Closing::PeerGone);
                 return false;
             }
-            Read::Bad(e) => {
-                tracing::info!(error = %e, "bad frame");
-                conn.close(Closing::Close(e.close_code()));
-                return false;
-            }
+            Event::Client(Read::Bad(e)) => return fail(conn, e),
+            Event::Client(Read::Frame(f)) => f,
         };
-        let message: Option<(bool, Vec<u8>)> = match f.opcode {
-            Opcode::Text | Opcode::Binary if partial.is_some() => {
-                conn.close(Closing::Close(1002));
-                tracing::info!("new data frame inside a fragmented message");
-                return false;
-            }
-            Opcode::Text | Opcode::Binary => {
-                let is_text = f.opcode == Opcode::Text;
-                if f.fin {
-                    Some((is_text, f.payload))
-                } else {
-                    partial = Some((is_text, f.payload));
-                    None
-                }
-            }
-            Opcode::Continuation => {
-                let Some((is_text, mut buf)) = partial.take() else {
-                    conn.close(Closing::Close(1002));
-                    tracing::info!("continuation frame without a message");
-                    return false;
-                };
-                if buf.len() + f.payload.len() > state.limits.max_message_size {
-                    conn.close(Closing::Close(1009));
-                    tracing::info!(
-                        limit = state.limits.max_message_size,
-                        "fragmented message too large"
-                    );
-                    return false;
-                }
-                buf.extend_from_slice(&f.payload);
-                if f.fin {
-                    Some((is_text, buf))
-                } else {
-                    partial = Some((is_text, buf));
-                    None
-                }
-            }
-            Opcode::Ping => {
+        let (text, payload) = match messages.push(frame) {
+            Err(e) => return fail(conn, e),
+            Ok(Assembled::Nothing) => continue,
+            Ok(Assembled::Ping(payload)) => {
                 // A full outbox closes the connection; nothing more to do.
-                let _ = conn.send(Outgoing::Pong(Bytes::from(f.payload)));
-                None
+                let _ = conn.send(Outgoing::Pong(Bytes::from(payload)));
+                continue;
             }
-            Opcode::Pong => None,
-            Opcode::Close => {
-                if let Err(e) = frame::check_close(&f.payload) {
-                    tracing::info!(error = %e, "bad close frame");
-                    conn.close(Closing::Close(e.close_code()));
-                    return false;
-                }
+            Ok(Assembled::Close(payload)) => {
                 // Echo the client's close; the writer ends after it.
-                let _ = conn.send(Outgoing::Close(Bytes::from(f.payload)));
+                let _ = conn.send(Outgoing::Close(Bytes::from(payload)));
                 return true;
             }
+            Ok(Assembled::Message { text, payload }) => (text, payload),
         };
-        let Some((is_text, bytes)) = message else {
-            continue;
-        };
-        match (state.limits)
-            .admit(&mut bucket, conn, &state.metrics, bytes.len())
+        if on_message(text, &payload, &mut bucket, conn, subs, state)
             .await
+            .is_break()
         {
-            Admit::Go => {}
-            Admit::Closing => continue,
-            Admit::Flood => {
-                conn.close(Closing::Disconnect(DisconnectReason::InvalidRequest));
-                return false;
-            }
-        }
-        if !is_text {
-            state.metrics.bad_command(
-                conn.id(),
-                &"binary frame ignored (Action Cable is text only)",
-            );
-            continue;
-        }
-        if std::str::from_utf8(&bytes).is_err() {
-            conn.close(Closing::Close(1007));
-            tracing::info!("text message is not UTF-8");
             return false;
         }
-        // Boxed: the command's state exists only while it runs, not in every idle
-        // connection's task.
-        Box::pin(handle_text(&bytes, conn, subs, state)).await;
     }
+}
+
+/// Closes the connection with the code the RFC prescribes for `e`. Returns false, what
+/// [`read_loop`] returns: the client did not close first.
+fn fail(conn: &ConnHandle, e: FrameError) -> bool {
+    tracing::info!(error = %e, "client broke the WebSocket protocol");
+    conn.close(Closing::Close(e.close_code()));
+    false
+}
+
+/// Runs one whole client message, once the command rate limit admits it. Breaks when
+/// the connection is to end.
+async fn on_message(
+    text: bool,
+    payload: &[u8],
+    bucket: &mut CommandBucket,
+    conn: &ConnHandle,
+    subs: &mut Subscriptions,
+    state: &State,
+) -> ControlFlow<()> {
+    match (state.limits)
+        .admit(bucket, conn, &state.metrics, payload.len())
+        .await
+    {
+        Admit::Go => {}
+        Admit::Closing => return ControlFlow::Continue(()),
+        Admit::Flood => {
+            conn.close(Closing::Disconnect(DisconnectReason::InvalidRequest));
+            return ControlFlow::Break(());
+        }
+    }
+    if !text {
+        state.metrics.bad_command(
+            conn.id(),
+            &"binary frame ignored (Action Cable is text only)",
+        );
+        return ControlFlow::Continue(());
+    }
+    if std::str::from_utf8(payload).is_err() {
+        conn.close(Closing::Close(CloseCode::InvalidPayload));
+        tracing::info!("text message is not UTF-8");
+        return ControlFlow::Break(());
+    }
+    // Boxed: the command's state exists only while it runs, not in every idle
+    // connection's task.
+    Box::pin(handle_text(payload, conn, subs, state)).await;
+    ControlFlow::Continue(())
 }
 
 async fn handle_text(bytes: &[u8], conn: &ConnHandle, subs: &mut Subscriptions, state: &State) {
@@ -614,9 +602,9 @@ async fn write_loop(
     match conn.closing_how() {
         Some(Closing::Disconnect(reason)) => {
             frame::encode(&mut buf, Opcode::Text, &reason.frame());
-            frame::encode(&mut buf, Opcode::Close, &1000u16.to_be_bytes());
+            frame::encode(&mut buf, Opcode::Close, &CloseCode::Normal.payload());
         }
-        Some(Closing::Close(code)) => frame::encode(&mut buf, Opcode::Close, &code.to_be_bytes()),
+        Some(Closing::Close(code)) => frame::encode(&mut buf, Opcode::Close, &code.payload()),
         Some(Closing::PeerGone) | None => {}
     }
     if !buf.is_empty() {

@@ -2,7 +2,12 @@
 //! buffer, so the reader holds no buffer while a connection is idle.
 //!
 //! "Need more bytes" ([`Parsed::Incomplete`]) is its own outcome, apart from bad input
-//! ([`FrameError`]), which maps to the close code the RFC prescribes.
+//! ([`FrameError`]), which maps to the close code the RFC prescribes. The
+//! [`Assembler`] then turns frames into messages (fragments joined, control frames
+//! checked), also without I/O; it holds bytes only while a fragmented message is
+//! unfinished.
+
+use crate::protocol::CloseCode;
 
 /// A frame's opcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,10 @@ pub enum FrameError {
     /// The payload is larger than allowed: close 1009.
     #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(u64),
+    /// A fragmented message grew larger than allowed (at least this many bytes): close
+    /// 1009.
+    #[error("fragmented message of {0} bytes or more exceeds the limit")]
+    MessageTooLarge(usize),
     /// A close frame's reason is not UTF-8: close 1007.
     #[error("close reason is not UTF-8")]
     InvalidUtf8,
@@ -58,11 +67,11 @@ pub enum FrameError {
 
 impl FrameError {
     /// The close code to answer with.
-    pub fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> CloseCode {
         match self {
-            FrameError::Protocol(_) => 1002,
-            FrameError::TooLarge(_) => 1009,
-            FrameError::InvalidUtf8 => 1007,
+            FrameError::Protocol(_) => CloseCode::ProtocolError,
+            FrameError::TooLarge(_) | FrameError::MessageTooLarge(_) => CloseCode::MessageTooBig,
+            FrameError::InvalidUtf8 => CloseCode::InvalidPayload,
         }
     }
 }
@@ -88,6 +97,94 @@ pub fn check_close(payload: &[u8]) -> Result<(), FrameError> {
     }
     std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
     Ok(())
+}
+
+/// What a client frame amounts to, once [`Assembler::push`] has seen it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Assembled {
+    /// A whole data message (a final frame, or the fragments joined).
+    Message {
+        /// Text, as opposed to binary.
+        text: bool,
+        /// The message's bytes (not checked for UTF-8).
+        payload: Vec<u8>,
+    },
+    /// A ping, to answer with a pong carrying this payload.
+    Ping(Vec<u8>),
+    /// A valid close frame, with its raw payload (to echo).
+    Close(Vec<u8>),
+    /// Nothing to act on: a fragment of an unfinished message, or a pong.
+    Nothing,
+}
+
+/// Joins fragmented messages (RFC 6455 §5.4) and checks close frames (§5.5.1), over
+/// frames [`parse`] returned. Control frames may come between fragments.
+///
+/// **Invariant:** holds bytes only while a fragmented message is unfinished; a whole
+/// message never exceeds the limit given to [`Assembler::new`].
+#[derive(Debug)]
+pub struct Assembler {
+    /// The message being collected: (is text, bytes so far).
+    partial: Option<(bool, Vec<u8>)>,
+    /// The largest message allowed, in bytes.
+    max: usize,
+}
+
+impl Assembler {
+    /// An assembler for messages of at most `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Assembler { partial: None, max }
+    }
+
+    /// Takes the next frame of the connection.
+    ///
+    /// # Errors
+    /// [`FrameError::Protocol`] for a data frame inside a fragmented message, a
+    /// continuation without one, or a bad close frame; [`FrameError::MessageTooLarge`]
+    /// when the fragments add up to more than the limit; [`FrameError::InvalidUtf8`]
+    /// for a close reason that is not UTF-8. The connection is to be failed: the
+    /// assembler's state is then meaningless.
+    pub fn push(&mut self, f: Frame) -> Result<Assembled, FrameError> {
+        let text = match f.opcode {
+            Opcode::Ping => return Ok(Assembled::Ping(f.payload)),
+            Opcode::Pong => return Ok(Assembled::Nothing),
+            Opcode::Close => {
+                check_close(&f.payload)?;
+                return Ok(Assembled::Close(f.payload));
+            }
+            Opcode::Text | Opcode::Binary if self.partial.is_some() => {
+                return Err(FrameError::Protocol(
+                    "new data frame inside a fragmented message",
+                ));
+            }
+            Opcode::Text | Opcode::Binary if f.fin => {
+                return Ok(Assembled::Message {
+                    text: f.opcode == Opcode::Text,
+                    payload: f.payload,
+                });
+            }
+            Opcode::Text | Opcode::Binary => {
+                self.partial = Some((f.opcode == Opcode::Text, f.payload));
+                return Ok(Assembled::Nothing);
+            }
+            Opcode::Continuation => {
+                let Some((text, buf)) = self.partial.as_mut() else {
+                    return Err(FrameError::Protocol("continuation frame without a message"));
+                };
+                let total = buf.len().saturating_add(f.payload.len());
+                if total > self.max {
+                    return Err(FrameError::MessageTooLarge(total));
+                }
+                buf.extend_from_slice(&f.payload);
+                *text
+            }
+        };
+        if !f.fin {
+            return Ok(Assembled::Nothing);
+        }
+        let payload = self.partial.take().map(|(_, b)| b).unwrap_or_default();
+        Ok(Assembled::Message { text, payload })
+    }
 }
 
 /// Decodes the frame at the front of `buf`, refusing payloads over `max_payload`.
@@ -267,28 +364,32 @@ mod tests {
             Err(FrameError::TooLarge(200))
         );
         assert_eq!(
-            parse(&[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'], 100).map_err(|e| e.close_code()),
+            parse(&[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'], 100)
+                .map_err(|e| e.close_code().code()),
             Err(1002)
         );
         assert_eq!(
-            parse(&masked(0xC1, b"x"), 100).map_err(|e| e.close_code()),
+            parse(&masked(0xC1, b"x"), 100).map_err(|e| e.close_code().code()),
             Err(1002)
         );
         assert_eq!(
-            parse(&masked(0x83, b"x"), 100).map_err(|e| e.close_code()),
+            parse(&masked(0x83, b"x"), 100).map_err(|e| e.close_code().code()),
             Err(1002)
         );
         assert_eq!(
-            parse(&masked(0x09, b"x"), 100).map_err(|e| e.close_code()),
+            parse(&masked(0x09, b"x"), 100).map_err(|e| e.close_code().code()),
             Err(1002)
         );
         assert_eq!(
-            parse(&masked(0x89, &[0; 126]), 1000).map_err(|e| e.close_code()),
+            parse(&masked(0x89, &[0; 126]), 1000).map_err(|e| e.close_code().code()),
             Err(1002)
         );
         let mut huge = vec![0x81, 0x80 | 127];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert_eq!(parse(&huge, 100).map_err(|e| e.close_code()), Err(1002));
+        assert_eq!(
+            parse(&huge, 100).map_err(|e| e.close_code().code()),
+            Err(1002)
+        );
     }
 
     #[test]
@@ -296,10 +397,13 @@ mod tests {
         let close = |code: u16, reason: &[u8]| {
             let mut p = code.to_be_bytes().to_vec();
             p.extend_from_slice(reason);
-            check_close(&p).map_err(|e| e.close_code())
+            check_close(&p).map_err(|e| e.close_code().code())
         };
         assert_eq!(check_close(b""), Ok(()));
-        assert_eq!(check_close(&[0x03]).map_err(|e| e.close_code()), Err(1002));
+        assert_eq!(
+            check_close(&[0x03]).map_err(|e| e.close_code().code()),
+            Err(1002)
+        );
         for ok in [
             1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 4001, 4999,
         ] {
@@ -314,6 +418,103 @@ mod tests {
         assert_eq!(close(1000, &[0xff, 0xfe]), Err(1007));
         // A reason cut inside a multi-byte character is not UTF-8 either.
         assert_eq!(close(1000, &"é".as_bytes()[..1]), Err(1007));
+    }
+
+    fn frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Frame {
+        Frame {
+            fin,
+            opcode,
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn message(text: bool, payload: &[u8]) -> Result<Assembled, FrameError> {
+        Ok(Assembled::Message {
+            text,
+            payload: payload.to_vec(),
+        })
+    }
+
+    #[test]
+    fn assembler_joins_fragments_around_control_frames() {
+        let mut a = Assembler::new(10);
+        assert_eq!(
+            a.push(frame(true, Opcode::Text, b"whole")),
+            message(true, b"whole")
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Binary, b"")),
+            message(false, b"")
+        );
+        assert_eq!(
+            a.push(frame(false, Opcode::Text, b"ab")),
+            Ok(Assembled::Nothing)
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Ping, b"p")),
+            Ok(Assembled::Ping(b"p".to_vec()))
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Pong, b"q")),
+            Ok(Assembled::Nothing)
+        );
+        assert_eq!(
+            a.push(frame(false, Opcode::Continuation, b"cd")),
+            Ok(Assembled::Nothing)
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Continuation, b"e")),
+            message(true, b"abcde")
+        );
+        // Done: nothing held, a new message may start.
+        assert!(a.partial.is_none());
+        assert_eq!(
+            a.push(frame(false, Opcode::Binary, b"x")),
+            Ok(Assembled::Nothing)
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Continuation, b"")),
+            message(false, b"x")
+        );
+        assert_eq!(
+            a.push(frame(true, Opcode::Close, &1000u16.to_be_bytes())),
+            Ok(Assembled::Close(vec![0x03, 0xe8]))
+        );
+    }
+
+    #[test]
+    fn assembler_errors_carry_rfc_close_codes() {
+        let code = |frames: &[Frame]| {
+            let mut a = Assembler::new(10);
+            frames
+                .iter()
+                .try_for_each(|f| a.push(f.clone()).map(drop))
+                .map_err(|e| e.close_code().code())
+        };
+        let start = frame(false, Opcode::Text, b"12345");
+        assert_eq!(code(&[frame(true, Opcode::Continuation, b"x")]), Err(1002));
+        assert_eq!(
+            code(&[start.clone(), frame(true, Opcode::Text, b"x")]),
+            Err(1002)
+        );
+        assert_eq!(
+            code(&[start.clone(), frame(true, Opcode::Binary, b"x")]),
+            Err(1002)
+        );
+        // Exactly the limit is allowed, one byte more is not.
+        assert_eq!(
+            code(&[start.clone(), frame(true, Opcode::Continuation, b"67890")]),
+            Ok(())
+        );
+        assert_eq!(
+            code(&[start, frame(true, Opcode::Continuation, b"678901")]),
+            Err(1009)
+        );
+        assert_eq!(code(&[frame(true, Opcode::Close, &[0x03])]), Err(1002));
+        assert_eq!(
+            code(&[frame(true, Opcode::Close, &[0x03, 0xe8, 0xff])]),
+            Err(1007)
+        );
     }
 
     #[test]
