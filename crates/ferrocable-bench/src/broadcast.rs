@@ -334,17 +334,13 @@ async fn subscriber(
     alive: Arc<AtomicUsize>,
     stop: CancellationToken,
 ) {
-    let mut ws = match cable::open(&cfg, i, user).await {
+    let mut ws = match cable::open_subscribed(&cfg, i, user, &identifier).await {
         Ok(ws) => ws,
         Err(f) => {
             let _ = ready.send(Err(f));
             return;
         }
     };
-    if let Err(f) = cable::subscribe(&mut ws, &identifier, cfg.step_timeout).await {
-        let _ = ready.send(Err(f));
-        return;
-    }
     alive.fetch_add(1, Ordering::SeqCst);
     let _ = ready.send(Ok(()));
     drop(ready);

@@ -236,6 +236,39 @@ pub async fn subscribe(ws: &mut Ws, identifier: &str, limit: Duration) -> Result
     .await
 }
 
+/// Opens client `i` as `user` and subscribes it to `identifier`: the first step of
+/// every subscriber of the generator's modes.
+///
+/// # Errors
+/// The first failure, of the connect or of the subscribe.
+pub async fn open_subscribed(
+    cfg: &ClientConfig,
+    i: usize,
+    user: u64,
+    identifier: &str,
+) -> Result<Ws, Failure> {
+    let mut ws = open(cfg, i, user).await?;
+    subscribe(&mut ws, identifier, cfg.step_timeout).await?;
+    Ok(ws)
+}
+
+/// Collects the readiness reports of a mode's subscribers until every sender is gone or
+/// `deadline` passes: how many got ready, and the failures by kind.
+pub async fn count_ready(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<(), Failure>>,
+    deadline: tokio::time::Instant,
+) -> (usize, std::collections::BTreeMap<Failure, u64>) {
+    let mut failures = std::collections::BTreeMap::new();
+    let mut ready = 0;
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        match r {
+            Ok(()) => ready += 1,
+            Err(f) => *failures.entry(f).or_default() += 1,
+        }
+    }
+    (ready, failures)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,8 @@ async fn observer(
         room,
         ..Observed::default()
     };
-    let mut ws = match cable::open(&cfg, i, roles.first_user + i as u64).await {
+    let user = roles.first_user + i as u64;
+    let mut ws = match cable::open_subscribed(&cfg, i, user, &identifier(room)).await {
         Ok(ws) => ws,
         Err(f) => {
             out.failure = Some(f);
@@ -119,11 +120,6 @@ async fn observer(
             return out;
         }
     };
-    if let Err(f) = cable::subscribe(&mut ws, &identifier(room), cfg.step_timeout).await {
-        out.failure = Some(f);
-        let _ = ready.send(Err(f));
-        return out;
-    }
     let _ = ready.send(Ok(()));
     drop(ready);
     let mut pinged = false;
@@ -392,14 +388,7 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Value, String> {
         }
     }
     drop(tx);
-    let mut failures = BTreeMap::new();
-    let mut ready = 0;
-    while let Ok(Some(r)) = tokio::time::timeout_at(ctx.deadline, rx.recv()).await {
-        match r {
-            Ok(()) => ready += 1,
-            Err(f) => *failures.entry(f).or_default() += 1,
-        }
-    }
+    let (ready, failures) = cable::count_ready(&mut rx, ctx.deadline).await;
     progress!(
         "presence-churn: {ready}/{} clients ready; churning for {} s",
         a.clients,
@@ -524,17 +513,13 @@ async fn watcher(
     ready: mpsc::UnboundedSender<Result<(), Failure>>,
     seen: mpsc::UnboundedSender<(bool, u64, u64)>,
 ) {
-    let mut ws = match cable::open(&cfg, i, user).await {
+    let mut ws = match cable::open_subscribed(&cfg, i, user, &identifier).await {
         Ok(ws) => ws,
         Err(f) => {
             let _ = ready.send(Err(f));
             return;
         }
     };
-    if let Err(f) = cable::subscribe(&mut ws, &identifier, cfg.step_timeout).await {
-        let _ = ready.send(Err(f));
-        return;
-    }
     let _ = ready.send(Ok(()));
     drop(ready);
     while let Ok(Some(f)) = ws.next().await {
@@ -607,14 +592,7 @@ pub async fn run_room(ctx: &Ctx, a: &RoomArgs) -> Result<Value, String> {
         );
     }
     drop((ready_tx, seen_tx));
-    let mut failures = BTreeMap::new();
-    let mut watching = 0;
-    while let Ok(Some(r)) = tokio::time::timeout_at(ctx.deadline, ready_rx.recv()).await {
-        match r {
-            Ok(()) => watching += 1,
-            Err(f) => *failures.entry(f).or_default() += 1,
-        }
-    }
+    let (watching, failures) = cable::count_ready(&mut ready_rx, ctx.deadline).await;
     progress!(
         "presence-room: {watching}/{} watchers subscribed",
         a.watchers
