@@ -66,13 +66,33 @@ pub enum BrokerHealth {
 /// A broker failure.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    /// The backing service failed or is unreachable.
-    #[error("broker backend failed: {0}")]
-    Backend(String),
+    /// The backing service failed or is unreachable. The cause is also in the
+    /// message, so a log line that prints only this error still says why.
+    #[error("broker: {op}: {source}")]
+    Backend {
+        /// What was attempted (a command and its channel).
+        op: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend cannot be set up (bad URL, unsupported deployment, unreachable
     /// while required).
     #[error(transparent)]
     Setup(#[from] crate::redis::RedisSetupError),
+}
+
+impl BrokerError {
+    /// A failed `op` (a command and its channel), caused by `source`.
+    pub fn backend(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        BrokerError::Backend {
+            op: op.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Publish/subscribe for broadcasts.
@@ -104,3 +124,23 @@ pub trait Broker: Send + Sync + 'static {
 
 /// A shared broker.
 pub type SharedBroker = Arc<dyn Broker>;
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerError;
+    use std::error::Error;
+
+    #[test]
+    fn backend_errors_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let b = BrokerError::backend("redis PUBLISH app:chat", io);
+        assert_eq!(
+            b.to_string(),
+            "broker: redis PUBLISH app:chat: reset by peer"
+        );
+        assert_eq!(
+            b.source().map(ToString::to_string).as_deref(),
+            Some("reset by peer")
+        );
+    }
+}

@@ -87,8 +87,12 @@ impl RedisBrokerConfig {
     }
 }
 
-fn backend(op: &str, channel: &str, e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Backend(format!("redis {op} {channel}: {e}"))
+fn backend(
+    op: &str,
+    channel: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> BrokerError {
+    BrokerError::backend(format!("redis {op} {channel}"), e)
 }
 
 /// Per-channel reference counts, each behind its own async lock so the Redis round trip

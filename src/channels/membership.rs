@@ -20,13 +20,21 @@ use crate::redis::{client_for, connect, Link};
 /// A membership check failed (not "not a member": the answer is unknown).
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
-    /// The backend could not answer.
-    #[error("member_of check SISMEMBER {set}: {why}")]
+    /// The checker's Redis connection is down: nothing was asked.
+    #[error("member_of check SISMEMBER {set}: redis is not connected")]
+    Unavailable {
+        /// The set asked about.
+        set: String,
+    },
+    /// Redis could not answer. The cause is also in the message, so a log line that
+    /// prints only this error still says why.
+    #[error("member_of check SISMEMBER {set}: {source}")]
     Backend {
         /// The set asked about.
         set: String,
-        /// What went wrong.
-        why: String,
+        /// Why it failed.
+        #[source]
+        source: fred::error::Error,
     },
     /// The checker's Redis connection cannot be set up (bad URL, unreachable while
     /// required).
@@ -70,16 +78,17 @@ impl RedisMembership {
 #[async_trait]
 impl Membership for RedisMembership {
     async fn is_member(&self, set: &str, member: &str) -> Result<bool, MembershipError> {
-        let fail = |why: String| MembershipError::Backend {
-            set: set.to_owned(),
-            why,
-        };
         if !self.link.is_up(&self.client) {
-            return Err(fail("redis is not connected".into()));
+            return Err(MembershipError::Unavailable {
+                set: set.to_owned(),
+            });
         }
         self.client
             .sismember::<bool, _, _>(set, member)
             .await
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|source| MembershipError::Backend {
+                set: set.to_owned(),
+                source,
+            })
     }
 }

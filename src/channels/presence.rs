@@ -204,10 +204,7 @@ impl super::Channel for PresenceChannel {
         // failing after the client was told it is in, and no member who joins
         // meanwhile is missed. A store known to be down is refused here, at once.
         if !self.store.is_up() {
-            return Err(crate::presence::PresenceError::Backend(
-                "presence store unreachable".into(),
-            )
-            .into());
+            return Err(crate::presence::PresenceError::Unavailable.into());
         }
         // `"#{params[:room_id]}"`: nil interpolates as the empty string; an array or
         // object is refused (see `protocol::ruby`).
@@ -388,7 +385,7 @@ mod tests {
             sub: SubscriptionKey,
         ) -> Result<Join, PresenceError> {
             if self.fail_joins.load(Ordering::SeqCst) {
-                return Err(PresenceError::Backend("injected".into()));
+                return Err(PresenceError::backend("JOIN", "injected"));
             }
             self.inner.join(room, user, sub).await
         }
@@ -446,13 +443,13 @@ mod tests {
     impl Broker for FlakyBroker {
         async fn publish(&self, stream: &str, payload: Bytes) -> Result<(), BrokerError> {
             if self.fail_publishes.load(Ordering::SeqCst) {
-                return Err(BrokerError::Backend("injected".into()));
+                return Err(BrokerError::backend("PUBLISH", "injected"));
             }
             self.inner.publish(stream, payload).await
         }
         async fn subscribe(&self, stream: &str) -> Result<(), BrokerError> {
             if self.fail_subscribes.load(Ordering::SeqCst) {
-                return Err(BrokerError::Backend("injected".into()));
+                return Err(BrokerError::backend("SUBSCRIBE", "injected"));
             }
             self.inner.subscribe(stream).await
         }

@@ -93,13 +93,39 @@ pub struct Maintenance {
 /// A store failure (the Redis store can fail; the memory store cannot).
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
-    /// The backing service failed.
-    #[error("presence backend failed: {0}")]
-    Backend(String),
+    /// The store is known to be unreachable (its connection is down): nothing was sent.
+    #[error("presence store unreachable")]
+    Unavailable,
+    /// A command to the store failed. The cause is also in the message, so a log line
+    /// that prints only this error still says why.
+    #[error("presence store: {op}: {source}")]
+    Backend {
+        /// What was attempted (a command and its key, a script).
+        op: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The node id cannot be written into the store's keys.
+    #[error("node id {0:?} must be non-empty and contain no '/'")]
+    BadNodeId(String),
     /// The backend cannot be set up (bad URL, unsupported deployment, unreachable
     /// while required).
     #[error(transparent)]
     Setup(#[from] crate::redis::RedisSetupError),
+}
+
+impl PresenceError {
+    /// A failed `op` (a command and its key, a script), caused by `source`.
+    pub fn backend(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PresenceError::Backend {
+            op: op.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Presence storage, implemented in memory (single node) and on Redis (a fleet).
@@ -166,4 +192,24 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Called once on shutdown, after the connections have left: a shared store
     /// announces that this node is gone. The default does nothing.
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PresenceError;
+    use std::error::Error;
+
+    #[test]
+    fn backend_errors_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let p = PresenceError::backend("SMEMBERS room:1:members", io);
+        assert_eq!(
+            p.to_string(),
+            "presence store: SMEMBERS room:1:members: reset by peer"
+        );
+        assert_eq!(
+            p.source().map(ToString::to_string).as_deref(),
+            Some("reset by peer")
+        );
+    }
 }

@@ -232,10 +232,7 @@ impl RedisStore {
     /// (when required) Redis cannot be reached.
     pub async fn connect(cfg: RedisStoreConfig) -> Result<RedisStore, PresenceError> {
         if cfg.node_id.is_empty() || cfg.node_id.contains('/') {
-            return Err(PresenceError::Backend(format!(
-                "node id {:?} must be non-empty and contain no '/'",
-                cfg.node_id
-            )));
+            return Err(PresenceError::BadNodeId(cfg.node_id));
         }
         crate::redis::check_url(&cfg.url)?;
         let client = client_for(&cfg.url, 64).map_err(|e| {
@@ -288,7 +285,7 @@ impl RedisStore {
         if self.link.is_up(&self.client) {
             Ok(())
         } else {
-            Err(PresenceError::Backend("redis is not connected".into()))
+            Err(PresenceError::Unavailable)
         }
     }
 
@@ -312,7 +309,7 @@ impl RedisStore {
             }
             other => other,
         };
-        result.map_err(|e| PresenceError::Backend(format!("presence script failed: {e}")))
+        result.map_err(|e| PresenceError::backend("script", e))
     }
 }
 

@@ -175,7 +175,7 @@ impl PresenceStore for RedisStore {
             .client
             .smembers(members_key(room))
             .await
-            .map_err(|e| PresenceError::Backend(format!("SMEMBERS {room}: {e}")))?;
+            .map_err(|e| PresenceError::backend(format!("SMEMBERS {room}"), e))?;
         Ok(ids(Some(v)))
     }
 

@@ -90,7 +90,7 @@ impl RedisStore {
             .client
             .del(self.keys.swept(&self.cfg.node_id))
             .await
-            .map_err(|e| PresenceError::Backend(format!("DEL swept mark: {e}")))?;
+            .map_err(|e| PresenceError::backend("DEL swept mark", e))?;
         if count > 0 {
             tracing::warn!(
                 target: LOG_TARGET,
@@ -155,7 +155,7 @@ impl RedisStore {
                 false,
             )
             .await
-            .map_err(|e| PresenceError::Backend(format!("sweep lock: {e}")))?;
+            .map_err(|e| PresenceError::backend("sweep lock", e))?;
         Ok(got.is_some())
     }
 
@@ -171,7 +171,7 @@ impl RedisStore {
             .client
             .smembers(self.keys.nodes())
             .await
-            .map_err(|e| PresenceError::Backend(format!("SMEMBERS nodes: {e}")))?;
+            .map_err(|e| PresenceError::backend("SMEMBERS nodes", e))?;
         let mut changes = Vec::new();
         for node in nodes.iter().filter(|n| **n != self.cfg.node_id) {
             loop {
@@ -235,7 +235,7 @@ impl RedisStore {
                 .client
                 .scan_page(cursor.clone(), members_key("*"), Some(500), None)
                 .await
-                .map_err(|e| PresenceError::Backend(format!("SCAN rooms: {e}")))?;
+                .map_err(|e| PresenceError::backend("SCAN rooms", e))?;
             let mut parts = page.into_array().into_iter();
             cursor = parts.next().as_ref().and_then(text).unwrap_or_default();
             for key in parts.next().map(RedisValue::into_array).unwrap_or_default() {
