@@ -243,27 +243,36 @@ struct PresenceSubscription {
 }
 
 impl PresenceSubscription {
-    async fn profile(&self, id: UserId) -> Arc<UserProfile> {
-        // A member this node's source does not know (joined through another server),
-        // or cannot look up right now, is still shown, with its id only.
+    /// The profile of `id`, or `None` when the source failed. A member this node's
+    /// source does not know (joined through another server) is shown with its id only.
+    async fn profile(&self, id: UserId) -> Option<Arc<UserProfile>> {
         match self.profiles.lookup(id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => Arc::new(UserProfile::new(id, None, None)),
+            Ok(Some(p)) => Some(p),
+            Ok(None) => Some(Arc::new(UserProfile::new(id, None, None))),
             Err(e) => {
                 tracing::warn!(error = %e, user = id, "profile lookup failed: member shown by id only");
-                Arc::new(UserProfile::new(id, None, None))
+                None
             }
         }
     }
 
     /// Sends the newcomer `me` one roster frame per other member, paced by its outbox
-    /// (see the module docs). Stops early when the connection closes.
+    /// (see the module docs). Stops early when the connection closes. Once the profile
+    /// source has failed, the rest of the roster is shown by id without asking it
+    /// again: a room of thousands must not wait on (or log) thousands of failures.
     async fn replay_roster(&self, ctx: &Ctx<'_>, me: UserId, member_ids: &[UserId]) {
+        let mut source_failed = false;
         for &member in member_ids.iter().filter(|&&m| m != me) {
             if !ctx.has_room().await {
                 return;
             }
-            let profile = self.profile(member).await;
+            let profile = if source_failed {
+                None
+            } else {
+                self.profile(member).await
+            };
+            source_failed |= profile.is_none();
+            let profile = profile.unwrap_or_else(|| Arc::new(UserProfile::new(member, None, None)));
             ctx.transmit(&roster_payload(profile.json(), member_ids.len()));
         }
     }
@@ -405,14 +414,16 @@ mod tests {
         }
     }
 
-    /// Names every user `U<id>`, except that looking `broken` up fails.
+    /// Names every user `U<id>`, except that looking `broken` up fails; counts lookups.
     struct Profiles {
         broken: UserId,
+        lookups: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
     impl ProfileSource for Profiles {
         async fn lookup(&self, id: i64) -> Result<Option<Arc<UserProfile>>, ProfileError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
             if id == self.broken {
                 return Err(ProfileError::Database("injected".into()));
             }
@@ -461,6 +472,7 @@ mod tests {
     struct World {
         store: Arc<FlakyStore>,
         broker: Arc<FlakyBroker>,
+        profiles: Arc<Profiles>,
         channels: Channels,
     }
 
@@ -473,19 +485,17 @@ mod tests {
             fail_publishes: AtomicBool::new(false),
         });
         let shared: SharedBroker = broker.clone();
-        let channel = PresenceChannel::new(
-            store.clone(),
-            shared.clone(),
-            Arc::new(Profiles {
-                broken: broken_profile,
-            }),
-            false,
-        );
+        let profiles = Arc::new(Profiles {
+            broken: broken_profile,
+            lookups: Default::default(),
+        });
+        let channel = PresenceChannel::new(store.clone(), shared.clone(), profiles.clone(), false);
         let mut registry = Registry::new();
         registry.register("PresenceChannel", Arc::new(channel));
         World {
             store,
             broker,
+            profiles,
             channels: Channels {
                 registry,
                 hub,
@@ -593,6 +603,40 @@ mod tests {
                 // User 2's profile could not be looked up: shown by id only.
                 rostered(&id, r#"{"id":2,"name":null,"avatar_url":null}"#, 2),
                 joined(&id, r#"{"id":3,"name":"U3","avatar_url":null}"#, "2,3"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_profile_failure_the_roster_asks_the_source_no_more() {
+        let w = world(2);
+        let id = room(r#""1""#);
+        let mut others = Vec::new();
+        for u in [2, 4, 5] {
+            let (c, mut s) = user(u);
+            assert_eq!(
+                s.subscribe(&w.channels, id.clone()).await,
+                CommandOutcome::Confirmed
+            );
+            others.push((c, s));
+        }
+        w.profiles.lookups.store(0, Ordering::SeqCst);
+        let (c3, mut s3) = user(3);
+        assert_eq!(
+            s3.subscribe(&w.channels, id.clone()).await,
+            CommandOutcome::Confirmed
+        );
+        // Members come in id order: 2 fails, so 4 and 5 are shown by id, unasked.
+        assert_eq!(w.profiles.lookups.load(Ordering::SeqCst), 1);
+        let by_id = |u: UserId| format!(r#"{{"id":{u},"name":null,"avatar_url":null}}"#);
+        assert_eq!(
+            frames(&c3),
+            [
+                String::from_utf8_lossy(&crate::protocol::frames::confirm(&id)).into_owned(),
+                rostered(&id, &by_id(2), 4),
+                rostered(&id, &by_id(4), 4),
+                rostered(&id, &by_id(5), 4),
+                joined(&id, r#"{"id":3,"name":"U3","avatar_url":null}"#, "2,3,4,5"),
             ]
         );
     }
