@@ -579,14 +579,14 @@ async fn write_loop(
             echoed_close = encode_outgoing(&mut buf, &item);
             if buf.len() >= MAX_BATCH_BYTES {
                 // Write what we have, then go on with the rest of this batch.
-                if !write_or_tear(&mut wr, &buf, &conn, stall, &mut torn).await {
+                if !write_all(&mut wr, &buf, &conn, stall, &mut torn).await {
                     break;
                 }
                 buf.clear();
             }
         }
         items = std::collections::VecDeque::new();
-        if torn || !write_or_tear(&mut wr, &buf, &conn, stall, &mut torn).await {
+        if torn || !write_all(&mut wr, &buf, &conn, stall, &mut torn).await {
             break;
         }
         if echoed_close {
@@ -611,6 +611,33 @@ async fn write_loop(
         write_bounded(&mut wr, &buf).await;
     }
     wr
+}
+
+/// Writes `buf`: at once when the socket takes it (the usual case), else through
+/// [`write_or_tear`]. That slow path, with its stall timer, is boxed and exists only
+/// while a socket is full, so the writer's future, which every idle connection
+/// keeps, holds no timer.
+async fn write_all(
+    wr: &mut OwnedWriteHalf,
+    mut buf: &[u8],
+    conn: &ConnHandle,
+    stall: Duration,
+    torn: &mut bool,
+) -> bool {
+    while !buf.is_empty() {
+        match wr.try_write(buf) {
+            Ok(n) if n > 0 => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Box::pin(write_or_tear(wr, buf, conn, stall, torn)).await;
+            }
+            // As in `write_or_tear`: nothing written, or an error, means the peer is gone.
+            _ => {
+                conn.close(Closing::PeerGone);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Writes `buf` unless the connection starts closing meanwhile, or the socket takes
